@@ -1,0 +1,68 @@
+//! The command line: clap definitions, the Kaniko-compatible entry point, and the mapping from
+//! errors to exit codes.
+//!
+//! `kbuild` with executor flags and no subcommand means `kbuild build`, so a Tekton Task that ran
+//! `/kaniko/executor` with its args runs `/kbuild` with the same args. Subcommands appear here only
+//! once they work; nothing is listed in `--help` that would only say "not supported".
+
+pub mod build_args;
+pub mod logging;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::error::Error;
+pub use build_args::BuildArgs;
+pub use logging::LogArgs;
+
+/// kbuild builds container images from Dockerfiles without a daemon or privileges. It accepts the
+/// Kaniko executor's flags: `kbuild --dockerfile=Dockerfile --destination=IMAGE` is `kbuild build`.
+#[derive(Parser, Debug)]
+#[command(name = "kbuild", version, args_conflicts_with_subcommands = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Executor flags given without a subcommand (Kaniko's form).
+    #[command(flatten)]
+    pub build: BuildArgs,
+
+    #[command(flatten)]
+    pub log: LogArgs,
+}
+
+/// kbuild's subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build an image from a Dockerfile and push it (the Kaniko executor)
+    Build(Box<BuildArgs>),
+}
+
+/// Parses the process arguments, runs the command and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(&cli.log);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Some(Command::Build(args)) => build(&args),
+        None => build(&cli.build),
+    }
+}
+
+fn build(_args: &BuildArgs) -> Result<(), Error> {
+    Err(Error::NotSupported {
+        what: "building images".into(),
+        hint: "this version of kbuild parses Kaniko's flags but cannot build yet".into(),
+    })
+}
