@@ -20,7 +20,12 @@ pub struct BuildArgs {
     pub dockerfile: PathBuf,
 
     /// Build context: a directory, dir://DIR, or tar://FILE.tar.gz (tar://stdin reads standard input)
-    #[arg(short = 'c', long, default_value = "/workspace/", value_name = "CONTEXT")]
+    #[arg(
+        short = 'c',
+        long,
+        default_value = "/workspace/",
+        value_name = "CONTEXT"
+    )]
     pub context: String,
 
     /// Sub path within the context to use as the context root
@@ -346,7 +351,8 @@ pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
 /// Parses a Go duration (`336h`, `1h30m`, `90s`, `1.5h`, `500ms`), the form Kaniko's `--cache-ttl`
 /// takes. A bare `0` is allowed, as in Go.
 pub fn parse_go_duration(s: &str) -> Result<Duration, String> {
-    let bad = || format!("invalid duration {s:?}: expected a number with a unit, like 336h or 1h30m");
+    let bad =
+        || format!("invalid duration {s:?}: expected a number with a unit, like 336h or 1h30m");
     if s == "0" {
         return Ok(Duration::ZERO);
     }
@@ -397,7 +403,11 @@ mod tests {
             ("0", 0.0),
         ];
         for (input, seconds) in cases {
-            assert_eq!(parse_go_duration(input).unwrap().as_secs_f64(), seconds, "{input}");
+            assert_eq!(
+                parse_go_duration(input).unwrap().as_secs_f64(),
+                seconds,
+                "{input}"
+            );
         }
         for bad in ["", "h", "10", "10x", "1h-3m"] {
             assert!(parse_go_duration(bad).is_err(), "{bad} should be rejected");

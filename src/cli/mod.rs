@@ -19,7 +19,12 @@ pub use logging::LogArgs;
 /// kbuild builds container images from Dockerfiles without a daemon or privileges. It accepts the
 /// Kaniko executor's flags: `kbuild --dockerfile=Dockerfile --destination=IMAGE` is `kbuild build`.
 #[derive(Parser, Debug)]
-#[command(name = "kbuild", version, args_conflicts_with_subcommands = true, max_term_width = 100)]
+#[command(
+    name = "kbuild",
+    version,
+    args_conflicts_with_subcommands = true,
+    max_term_width = 100
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
