@@ -395,7 +395,7 @@ mod tests {
     #[test]
     fn go_durations_parse_like_go() {
         let cases = [
-            ("336h", 336 * 3600.0),
+            ("336h", 336.0 * 3600.0),
             ("1h30m", 5400.0),
             ("90s", 90.0),
             ("1.5h", 5400.0),

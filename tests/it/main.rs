@@ -1,0 +1,4 @@
+//! kbuild's integration tests: one test binary, one module per area, sharing the harness.
+
+mod cli;
+mod harness;
