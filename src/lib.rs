@@ -6,6 +6,8 @@
 //! down, and no module reaches back up to one that uses it.
 
 pub mod cli;
+pub mod digest;
 pub mod error;
+pub mod platform;
 
 pub use error::Error;
