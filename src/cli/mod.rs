@@ -46,6 +46,10 @@ pub enum Command {
 
 /// Parses the process arguments, runs the command and returns the process exit code.
 pub fn main() -> ExitCode {
+    // The RUN sandbox helper is kbuild re-executed; it is not a user-facing command.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "__sandbox") {
+        return crate::exec::sandbox::main();
+    }
     let cli = Cli::parse();
     logging::init(&cli.log);
     match run(cli) {

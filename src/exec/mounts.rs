@@ -1,0 +1,214 @@
+//! Parent-side preparation of a rootfs for one RUN: the mount points the sandbox needs, and the
+//! private files it binds over `/etc/resolv.conf` and `/etc/hosts`.
+//!
+//! Whatever is created here is removed after the RUN and the parents' times are restored, so a RUN
+//! that changes nothing leaves the rootfs as it found it. Every step opens directories with
+//! `O_NOFOLLOW` relative to the rootfs, so a rootfs whose `/etc` is a symlink to the host's `/etc`
+//! cannot make kbuild write on the host.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, openat};
+use nix::sys::stat::{Mode, SFlag, UtimensatFlags, fstatat, mkdirat, utimensat};
+use nix::sys::time::TimeSpec;
+
+use super::ExecError;
+
+/// Mount points created for a RUN, to remove afterwards.
+pub(crate) struct Prepared {
+    rootfs: PathBuf,
+    /// rootfs-relative paths created, in creation order.
+    created: Vec<(String, bool)>,
+    /// (rootfs-relative dir, atime, mtime) to restore after removal.
+    times: Vec<(String, TimeSpec, TimeSpec)>,
+    /// (private host file, rootfs-relative target) to bind-mount.
+    pub files: Vec<(PathBuf, String)>,
+}
+
+fn err(path: &str, source: impl Into<std::io::Error>) -> ExecError {
+    ExecError::Prepare {
+        path: path.to_string(),
+        source: source.into(),
+    }
+}
+
+fn open_dir(rootfs: &Path, rel: &str) -> Result<OwnedFd, ExecError> {
+    let root = File::open(rootfs).map_err(|e| err("/", e))?;
+    let mut fd: OwnedFd = root.into();
+    for part in
+        super::rel_components(rel).ok_or_else(|| err(rel, std::io::ErrorKind::InvalidInput))?
+    {
+        let next = openat(
+            fd.as_fd(),
+            part,
+            OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_RDONLY,
+            Mode::empty(),
+        )
+        .map_err(|e| err(rel, e))?;
+        fd = next;
+    }
+    Ok(fd)
+}
+
+enum Kind {
+    Missing,
+    Dir,
+    File,
+    Other,
+}
+
+fn kind_at(dir: &OwnedFd, name: &str) -> Result<Kind, nix::Error> {
+    match fstatat(dir.as_fd(), name, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+        Ok(st) => Ok(
+            match SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT {
+                SFlag::S_IFDIR => Kind::Dir,
+                SFlag::S_IFREG => Kind::File,
+                _ => Kind::Other,
+            },
+        ),
+        Err(nix::Error::ENOENT) => Ok(Kind::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+impl Prepared {
+    fn remember_times(&mut self, dir_rel: &str) -> Result<(), ExecError> {
+        if self.times.iter().any(|(d, _, _)| d == dir_rel) {
+            return Ok(());
+        }
+        let meta = std::fs::symlink_metadata(super::host_path(&self.rootfs, dir_rel))
+            .map_err(|e| err(dir_rel, e))?;
+        self.times.push((
+            dir_rel.to_string(),
+            TimeSpec::new(meta.atime(), meta.atime_nsec()),
+            TimeSpec::new(meta.mtime(), meta.mtime_nsec()),
+        ));
+        Ok(())
+    }
+
+    /// Makes sure `parent/name` exists as a directory (or a regular file when `dir` is false).
+    /// Returns false when it exists as something else, which the caller treats as "skip".
+    fn ensure(&mut self, parent: &str, name: &str, dir: bool) -> Result<bool, ExecError> {
+        let rel = format!("{}/{name}", parent.trim_end_matches('/'));
+        let dir_fd = open_dir(&self.rootfs, parent)?;
+        match kind_at(&dir_fd, name).map_err(|e| err(&rel, e))? {
+            Kind::Dir => Ok(dir),
+            Kind::File => Ok(!dir),
+            Kind::Other => Ok(false),
+            Kind::Missing => {
+                self.remember_times(parent)?;
+                if dir {
+                    mkdirat(dir_fd.as_fd(), name, Mode::from_bits_truncate(0o755))
+                        .map_err(|e| err(&rel, e))?;
+                } else {
+                    openat(
+                        dir_fd.as_fd(),
+                        name,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_WRONLY
+                            | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map_err(|e| err(&rel, e))?;
+                }
+                self.created.push((rel, dir));
+                Ok(true)
+            }
+        }
+    }
+
+    /// Removes what [`prepare`] created and restores the parents' times.
+    pub(crate) fn cleanup(self) -> Result<(), ExecError> {
+        for (rel, dir) in self.created.iter().rev() {
+            let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let parent_fd = open_dir(&self.rootfs, if parent.is_empty() { "/" } else { parent })?;
+            let flag = if *dir {
+                nix::unistd::UnlinkatFlags::RemoveDir
+            } else {
+                nix::unistd::UnlinkatFlags::NoRemoveDir
+            };
+            match nix::unistd::unlinkat(parent_fd.as_fd(), name, flag) {
+                // A RUN may have put files into a directory kbuild created (say /etc); then the
+                // directory is the RUN's output and stays.
+                Ok(()) | Err(nix::Error::ENOTEMPTY) | Err(nix::Error::ENOENT) => {}
+                Err(e) => return Err(err(rel, e)),
+            }
+        }
+        for (rel, atime, mtime) in &self.times {
+            let path = super::host_path(&self.rootfs, rel);
+            // The directory may be gone if the RUN removed it; that is the RUN's change.
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                utimensat(
+                    nix::fcntl::AT_FDCWD,
+                    &path,
+                    atime,
+                    mtime,
+                    UtimensatFlags::NoFollowSymlink,
+                )
+                .map_err(|e| err(rel, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Creates the mount points a sandbox needs in `rootfs`, and private copies of resolv.conf and
+/// hosts in `scratch`.
+pub(crate) fn prepare(
+    rootfs: &Path,
+    scratch: &Path,
+    hostname: &str,
+) -> Result<Prepared, ExecError> {
+    let mut prepared = Prepared {
+        rootfs: rootfs.to_path_buf(),
+        created: Vec::new(),
+        times: Vec::new(),
+        files: Vec::new(),
+    };
+    let result = prepare_into(&mut prepared, scratch, hostname);
+    match result {
+        Ok(()) => Ok(prepared),
+        Err(e) => {
+            let _ = prepared.cleanup();
+            Err(e)
+        }
+    }
+}
+
+fn prepare_into(prepared: &mut Prepared, scratch: &Path, hostname: &str) -> Result<(), ExecError> {
+    for dir in ["proc", "dev", "sys"] {
+        if !prepared.ensure("/", dir, true)? {
+            return Err(err(
+                &format!("/{dir}"),
+                std::io::Error::other("exists and is not a directory"),
+            ));
+        }
+    }
+    std::fs::create_dir_all(scratch).map_err(|e| err("scratch", e))?;
+    let resolv = scratch.join("resolv.conf");
+    let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    std::fs::write(&resolv, host_resolv).map_err(|e| err("scratch resolv.conf", e))?;
+    let hosts = scratch.join("hosts");
+    let hosts_text = format!(
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n"
+    );
+    std::fs::write(&hosts, hosts_text).map_err(|e| err("scratch hosts", e))?;
+    // Without a real /etc directory there is nowhere safe to bind these; the RUN goes without.
+    if prepared.ensure("/", "etc", true)? {
+        for (source, name) in [(resolv, "resolv.conf"), (hosts, "hosts")] {
+            if prepared.ensure("/etc", name, false)? {
+                prepared.files.push((source, format!("/etc/{name}")));
+            } else {
+                tracing::debug!(
+                    "/etc/{name} in the rootfs is not a regular file; not providing it"
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! The sandbox helper: the process `kbuild __sandbox` that isolates and runs one RUN command.
+//!
+//! It is single-threaded on purpose: it enters the namespaces, then forks the command, and the
+//! forked child builds the mount tree and pivots before exec, which is only safe without other
+//! threads. It reads a [`SandboxSpec`] from
+//! stdin, writes the command's output to its own stdout/stderr (the parent's pipe), and reports a
+//! [`SandboxReport`] on fd [`REPORT_FD`] before exiting.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::FromRawFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::process::{Command, ExitCode, Stdio};
+
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sched::{CloneFlags, unshare};
+use nix::unistd::{Gid, Uid};
+
+use super::{Isolation, REPORT_FD, SandboxReport, SandboxSpec};
+
+const NONE: Option<&str> = None;
+
+/// Entry point of `kbuild __sandbox`.
+pub fn main() -> ExitCode {
+    let mut input = String::new();
+    let report = match std::io::stdin().read_to_string(&mut input) {
+        Ok(_) => match serde_json::from_str::<SandboxSpec>(&input) {
+            Ok(spec) => run(&spec),
+            Err(e) => SandboxReport::Failed {
+                isolation: Isolation::Auto,
+                message: format!("bad sandbox spec: {e}"),
+            },
+        },
+        Err(e) => SandboxReport::Failed {
+            isolation: Isolation::Auto,
+            message: format!("cannot read sandbox spec: {e}"),
+        },
+    };
+    // SAFETY: the parent dup'ed the report pipe onto REPORT_FD for this process alone.
+    let mut out = unsafe { File::from_raw_fd(REPORT_FD) };
+    match serde_json::to_vec(&report) {
+        Ok(bytes) if out.write_all(&bytes).is_ok() => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    }
+}
+
+fn run(spec: &SandboxSpec) -> SandboxReport {
+    let isolation = match enter(spec.isolation, spec.user.uid) {
+        Ok(isolation) => isolation,
+        Err((isolation, message)) => return SandboxReport::Failed { isolation, message },
+    };
+    match spawn_and_wait(spec, isolation) {
+        Ok(code) => SandboxReport::Exited { isolation, code },
+        Err(message) => SandboxReport::Failed { isolation, message },
+    }
+}
+
+/// Everything between fork and exec, in the command's own process: it is PID 1 of the new PID
+/// namespace, which `/proc` must be mounted from, and in a user namespace `/proc` can only be
+/// mounted while the host's is still visible, so the whole tree is built here.
+fn setup_child(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> {
+    if isolation == Isolation::Chroot {
+        nix::unistd::chroot(&spec.rootfs)
+            .and_then(|()| nix::unistd::chdir("/"))
+            .map_err(|e| format!("chroot into {}: {e}", spec.rootfs.display()))?;
+    } else {
+        mount_rootfs(spec, isolation)?;
+        nix::unistd::sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
+    }
+    ensure_cwd(&spec.cwd).map_err(|e| format!("working directory {}: {e}", spec.cwd))?;
+    nix::unistd::chdir(spec.cwd.as_str()).map_err(|e| format!("chdir {}: {e}", spec.cwd))?;
+    if isolation != Isolation::UserNamespace {
+        let groups: Vec<Gid> = spec.user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
+        nix::unistd::setgroups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+    }
+    nix::unistd::setgid(Gid::from_raw(spec.user.gid)).map_err(|e| format!("setgid: {e}"))?;
+    nix::unistd::setuid(Uid::from_raw(spec.user.uid)).map_err(|e| format!("setuid: {e}"))
+}
+
+/// Enters the strongest isolation allowed, following the fallback chain for `Auto`.
+fn enter(wanted: Isolation, uid: u32) -> Result<Isolation, (Isolation, String)> {
+    let chain: &[Isolation] = match wanted {
+        Isolation::Auto => &[
+            Isolation::Namespaces,
+            Isolation::UserNamespace,
+            Isolation::Chroot,
+        ],
+        Isolation::Namespaces => &[Isolation::Namespaces],
+        Isolation::UserNamespace => &[Isolation::UserNamespace],
+        Isolation::Chroot => &[Isolation::Chroot],
+    };
+    let mut last = String::new();
+    for &candidate in chain {
+        let attempt = match candidate {
+            Isolation::Namespaces => unshare(namespaces()).map_err(|e| format!("unshare: {e}")),
+            Isolation::UserNamespace if uid != 0 => Err(format!(
+                "USER {uid} cannot run under user-namespace isolation: only root is mapped inside"
+            )),
+            Isolation::UserNamespace => enter_user_namespace(),
+            _ => Ok(()),
+        };
+        match attempt {
+            Ok(()) => return Ok(candidate),
+            Err(message) => last = format!("{candidate}: {message}"),
+        }
+    }
+    Err((wanted, last))
+}
+
+fn namespaces() -> CloneFlags {
+    CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+}
+
+fn enter_user_namespace() -> Result<(), String> {
+    let uid = nix::unistd::getuid();
+    let gid = nix::unistd::getgid();
+    unshare(CloneFlags::CLONE_NEWUSER | namespaces()).map_err(|e| format!("unshare: {e}"))?;
+    let write = |file: &str, text: String| {
+        std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
+    };
+    write("setgroups", "deny".into())?;
+    write("uid_map", format!("0 {uid} 1"))?;
+    write("gid_map", format!("0 {gid} 1"))
+}
+
+fn mount_err(what: &str, target: &Path, e: nix::Error) -> String {
+    format!("mount {what} on {}: {e}", target.display())
+}
+
+/// Builds the RUN's mount tree inside the new mount namespace and pivots into it.
+fn mount_rootfs(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> {
+    let root = &spec.rootfs;
+    // Nothing below may propagate back to the host's mount table.
+    mount(NONE, "/", NONE, MsFlags::MS_REC | MsFlags::MS_PRIVATE, NONE)
+        .map_err(|e| mount_err("private propagation", Path::new("/"), e))?;
+    mount(
+        Some(root),
+        root,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .map_err(|e| mount_err("bind", root, e))?;
+    mount_dev(&root.join("dev"))?;
+    mount_sys(&root.join("sys"), isolation)?;
+    let proc = root.join("proc");
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    mount(Some("proc"), &proc, Some("proc"), flags, NONE)
+        .map_err(|e| mount_err("proc", &proc, e))?;
+    for (source, target) in &spec.files {
+        let target = root.join(target.trim_start_matches('/'));
+        mount(Some(source), &target, NONE, MsFlags::MS_BIND, NONE)
+            .map_err(|e| mount_err("bind", &target, e))?;
+    }
+    nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
+    nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
+    // The old root now sits on top of the new one; detach it so the host tree is unreachable.
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .map_err(|e| mount_err("slave propagation", Path::new("."), e))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
+    nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+}
+
+fn mount_dev(dev: &Path) -> Result<(), String> {
+    let nosuid = MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME;
+    mount(
+        Some("tmpfs"),
+        dev,
+        Some("tmpfs"),
+        nosuid,
+        Some("mode=755,size=65536k"),
+    )
+    .map_err(|e| mount_err("tmpfs", dev, e))?;
+    for node in ["null", "zero", "full", "random", "urandom", "tty"] {
+        let target = dev.join(node);
+        File::create(&target).map_err(|e| format!("create {}: {e}", target.display()))?;
+        let source = Path::new("/dev").join(node);
+        mount(Some(&source), &target, NONE, MsFlags::MS_BIND, NONE)
+            .map_err(|e| mount_err("bind", &target, e))?;
+    }
+    let pts = dev.join("pts");
+    let shm = dev.join("shm");
+    for dir in [&pts, &shm] {
+        std::fs::create_dir(dir).map_err(|e| format!("mkdir {}: {e}", dir.display()))?;
+    }
+    mount(
+        Some("devpts"),
+        &pts,
+        Some("devpts"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
+        Some("newinstance,ptmxmode=0666,mode=0620"),
+    )
+    .map_err(|e| mount_err("devpts", &pts, e))?;
+    mount(
+        Some("shm"),
+        &shm,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| mount_err("tmpfs", &shm, e))?;
+    for (link, target) in [
+        ("ptmx", "pts/ptmx"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
+    ] {
+        std::os::unix::fs::symlink(target, dev.join(link))
+            .map_err(|e| format!("symlink /dev/{link}: {e}"))?;
+    }
+    Ok(())
+}
+
+fn mount_sys(sys: &Path, isolation: Isolation) -> Result<(), String> {
+    let ro = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    match mount(Some("sysfs"), sys, Some("sysfs"), ro, NONE) {
+        Ok(()) => Ok(()),
+        // A user namespace that does not own the network namespace may not mount sysfs; a
+        // read-only bind of the host's /sys is what rootless runtimes use instead.
+        Err(_) if isolation == Isolation::UserNamespace => {
+            mount(
+                Some("/sys"),
+                sys,
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            )
+            .map_err(|e| mount_err("bind /sys", sys, e))?;
+            mount(
+                NONE,
+                sys,
+                NONE,
+                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | ro,
+                NONE,
+            )
+            .map_err(|e| mount_err("read-only /sys", sys, e))
+        }
+        Err(e) => Err(mount_err("sysfs", sys, e)),
+    }
+}
+
+/// runc creates a missing working directory; so does kbuild, so `WORKDIR` in a base image that
+/// lacks the directory behaves as in Docker.
+fn ensure_cwd(cwd: &str) -> std::io::Result<()> {
+    match std::fs::metadata(cwd) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(_) => Err(std::io::Error::other("not a directory")),
+        Err(_) => std::fs::create_dir_all(cwd),
+    }
+}
+
+fn spawn_and_wait(spec: &SandboxSpec, isolation: Isolation) -> Result<i32, String> {
+    let Some(program) = spec.argv.first() else {
+        return Err("empty command".into());
+    };
+    let (err_read, err_write) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+    let mut err_write = Some(File::from(err_write));
+    let mut command = Command::new(program);
+    command
+        .args(&spec.argv[1..])
+        .env_clear()
+        .envs(
+            spec.env
+                .iter()
+                .map(|kv| kv.split_once('=').unwrap_or((kv.as_str(), ""))),
+        )
+        .stdin(Stdio::null());
+    let child_spec = spec.clone();
+    // SAFETY: this process is single-threaded, so the forked child may allocate and make any
+    // syscall before exec.
+    unsafe {
+        command.pre_exec(move || {
+            nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);
+            setup_child(&child_spec, isolation).map_err(|message| {
+                if let Some(mut pipe) = err_write.take() {
+                    let _ = pipe.write_all(message.as_bytes());
+                }
+                std::io::Error::other("sandbox setup failed")
+            })
+        });
+    }
+    let spawned = command.spawn();
+    drop(command);
+    let mut setup_error = String::new();
+    let _ = File::from(err_read).read_to_string(&mut setup_error);
+    if !setup_error.is_empty() {
+        return Err(setup_error);
+    }
+    let mut child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            // A missing or unusable program is the command's failure, as a shell reports it.
+            let (code, why) = match e.kind() {
+                std::io::ErrorKind::NotFound => (127, "executable file not found in $PATH"),
+                std::io::ErrorKind::PermissionDenied => (126, "permission denied"),
+                _ => return Err(format!("exec {program:?}: {e}")),
+            };
+            eprintln!("kbuild: exec {program:?}: {why}");
+            return Ok(code);
+        }
+    };
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+}
