@@ -6,6 +6,7 @@
 //! down, and no module reaches back up to one that uses it.
 
 pub mod cli;
+pub mod context;
 pub mod digest;
 pub mod error;
 pub mod exec;
