@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// A Tekton debug breakpoint could not be released.
+    #[error(transparent)]
+    Debug(#[from] crate::tekton::DebugError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -36,7 +40,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } => EXIT_FAILURE,
+            Error::Io { .. } | Error::Debug(_) => EXIT_FAILURE,
         })
     }
 }

@@ -12,5 +12,6 @@ pub mod digest;
 pub mod error;
 pub mod exec;
 pub mod platform;
+pub mod tekton;
 
 pub use error::Error;

@@ -320,6 +320,13 @@ pub struct KbuildArgs {
     /// when it exists]
     #[arg(long, value_name = "DIR")]
     pub results_dir: Option<PathBuf>,
+
+    /// Write one result to a file of its own, NAME=PATH with NAME one of IMAGE_DIGEST, IMAGE_URL,
+    /// IMAGE_REF; for StepActions: --result=IMAGE_DIGEST=$(step.results.IMAGE_DIGEST.path)
+    /// (repeatable)
+    #[arg(long = "result", value_name = "NAME=PATH", action = ArgAction::Append,
+          value_parser = parse_key_value)]
+    pub results: Vec<(String, String)>,
 }
 
 impl BuildArgs {

@@ -42,6 +42,26 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile and push it (the Kaniko executor)
     Build(Box<BuildArgs>),
+    /// Release a paused Tekton debug breakpoint without a shell
+    #[command(subcommand)]
+    Debug(DebugCommand),
+}
+
+/// `kbuild debug` subcommands, for `kubectl exec <pod> -c step-<name> -- /kbuild debug ...`.
+#[derive(Subcommand, Debug)]
+pub enum DebugCommand {
+    /// Mark the paused step successful and let the TaskRun continue (Tekton's debug-continue)
+    Continue(DebugArgs),
+    /// Mark the paused step failed and let the TaskRun continue (Tekton's debug-fail-continue)
+    FailContinue(DebugArgs),
+}
+
+/// Where the step's Tekton files are.
+#[derive(clap::Args, Debug)]
+pub struct DebugArgs {
+    /// The directory Tekton mounts into every step
+    #[arg(long, default_value = crate::tekton::TEKTON_DIR, value_name = "DIR")]
+    pub tekton_dir: std::path::PathBuf,
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -65,6 +85,7 @@ pub fn main() -> ExitCode {
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Build(args)) => build(&args),
+        Some(Command::Debug(command)) => debug(command),
         None => build(&cli.build),
     }
 }
@@ -74,4 +95,18 @@ fn build(_args: &BuildArgs) -> Result<(), Error> {
         what: "building images".into(),
         hint: "this version of kbuild parses Kaniko's flags but cannot build yet".into(),
     })
+}
+
+fn debug(command: DebugCommand) -> Result<(), Error> {
+    let (args, how) = match command {
+        DebugCommand::Continue(args) => (args, crate::tekton::Release::Continue),
+        DebugCommand::FailContinue(args) => (args, crate::tekton::Release::FailContinue),
+    };
+    let breakpoint = crate::tekton::Breakpoint::find(&args.tekton_dir)?;
+    let code = breakpoint.release(how)?;
+    println!(
+        "released the breakpoint of step {}: the step ends with exit code {code}",
+        breakpoint.step
+    );
+    Ok(())
 }

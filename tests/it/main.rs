@@ -3,3 +3,5 @@
 mod cli;
 mod exec;
 mod harness;
+mod tekton;
+mod tekton_yaml;
