@@ -7,6 +7,7 @@
 
 pub mod cli;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod platform;
 
