@@ -9,6 +9,7 @@ pub mod cli;
 pub mod digest;
 pub mod dockerfile;
 pub mod error;
+pub mod plan;
 pub mod platform;
 
 pub use error::Error;

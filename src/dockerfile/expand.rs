@@ -105,7 +105,7 @@ pub struct Expander {
 
 impl Expander {
     /// An expander using `escape` (`\` or `` ` ``) as the escape character.
-    pub fn new(escape: char) -> Expander {
+    pub const fn new(escape: char) -> Expander {
         Expander {
             escape,
             raw_quotes: false,
