@@ -10,6 +10,8 @@ use std::process::ExitCode;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for an invalid command line, including flags whose behaviour is not supported yet.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a Dockerfile that cannot be parsed or planned.
+pub const EXIT_DOCKERFILE: u8 = 3;
 
 /// Any failure of a kbuild command.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +23,14 @@ pub enum Error {
     /// The command line is inconsistent in a way clap cannot express.
     #[error("{0}")]
     Usage(String),
+
+    /// The Dockerfile cannot be parsed.
+    #[error(transparent)]
+    Dockerfile(#[from] crate::dockerfile::ParseError),
+
+    /// The Dockerfile parses but cannot be planned (unknown stage, cycle, unset required ARG).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
 
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
@@ -37,6 +47,7 @@ impl Error {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
             Error::Io { .. } => EXIT_FAILURE,
+            Error::Dockerfile(_) | Error::Plan(_) => EXIT_DOCKERFILE,
         })
     }
 }

@@ -77,7 +77,12 @@ pub enum ExpandError {
     Required { name: String, message: String },
     #[error("invalid pattern ({pattern}) in substitution: {reason}")]
     InvalidPattern { pattern: String, reason: String },
+    #[error("substitutions nested more than {MAX_DEPTH} deep")]
+    TooDeep,
 }
+
+/// How deeply `${...}` may nest; deeper input is refused rather than allowed to exhaust the stack.
+const MAX_DEPTH: usize = 64;
 
 /// The result of expanding one word.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -145,6 +150,7 @@ impl Expander {
             env,
             opts: *self,
             raw_escapes: self.raw_escapes,
+            depth: 0,
             used: BTreeSet::new(),
             unset: BTreeSet::new(),
             unknown: BTreeSet::new(),
@@ -218,6 +224,7 @@ struct Scanner<'a> {
     env: &'a dyn Env,
     opts: Expander,
     raw_escapes: bool,
+    depth: usize,
     used: BTreeSet<String>,
     unset: BTreeSet<String>,
     unknown: BTreeSet<String>,
@@ -412,6 +419,16 @@ impl Scanner<'_> {
     }
 
     fn process_dollar(&mut self) -> Result<String, ExpandError> {
+        if self.depth >= MAX_DEPTH {
+            return Err(ExpandError::TooDeep);
+        }
+        self.depth += 1;
+        let result = self.process_dollar_inner();
+        self.depth -= 1;
+        result
+    }
+
+    fn process_dollar_inner(&mut self) -> Result<String, ExpandError> {
         let start = self.pos;
         self.pos += 1;
         if self.peek() != Some('{') {

@@ -89,6 +89,17 @@ pub struct Heredoc {
 }
 
 impl Heredoc {
+    /// The marker as it is written on the instruction line: `<<EOF`, `<<-"EOF"`, `3<<A`.
+    pub fn marker(&self) -> String {
+        let fd = self.fd.map(|fd| fd.to_string()).unwrap_or_default();
+        let chomp = if self.chomp { "-" } else { "" };
+        if self.expand {
+            format!("{fd}<<{chomp}{}", self.name)
+        } else {
+            format!("{fd}<<{chomp}\"{}\"", self.name)
+        }
+    }
+
     /// The body with leading tabs removed when the heredoc asked for it (`<<-`).
     pub fn body(&self) -> String {
         if !self.chomp {
@@ -326,7 +337,7 @@ fn write_sources(
         .iter()
         .map(|s| match s {
             Source::Path(p) => p.clone(),
-            Source::Heredoc(h) => format!("<<{}", h.name),
+            Source::Heredoc(h) => h.marker(),
         })
         .chain(std::iter::once(dest.to_string()))
         .collect();

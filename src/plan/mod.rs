@@ -23,7 +23,8 @@
 //!               "from": "FROM golang:1.22 AS builder",
 //!               "instructions": [{"line": 3, "end_line": 3, "text": "RUN go version",
 //!                                 "original": "RUN go version", "args": {"GOPROXY": "..."},
-//!                                 "unknown": ["HOME"], "onbuild_of": 0}]}],
+//!                                 "unknown": ["HOME"], "onbuild_of": 0,
+//!                                 "heredocs": [{"name": "EOF", "content": "..."}]}]}],
 //!   "deps": [{"consumer": 1, "producer": {"stage": 0}, "paths": ["/workspace/app"],
 //!             "line": 9, "instruction": "COPY --from=builder /workspace/app /app",
 //!             "reachable": true}],
@@ -31,7 +32,8 @@
 //! ```
 //!
 //! `base` is `{"image": ref}`, `{"stage": index}` or `"scratch"`; `producer` is `{"stage": index}`
-//! or `{"image": ref}`. `args`, `unknown` and `onbuild_of` appear only when they have content.
+//! or `{"image": ref}`. `args`, `unknown`, `heredocs` and `onbuild_of` appear only when they
+//! have content.
 //! Fields may be added in later versions; none is removed or changes meaning without a new
 //! `version`.
 
@@ -146,6 +148,10 @@ pub struct PlannedInstruction {
     /// Variables left unexpanded because their value comes from an unseen base image.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub unknown: Vec<String>,
+    /// Heredoc bodies: expanded for COPY and ADD (unless the delimiter was quoted), as written for
+    /// RUN (the shell expands them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub heredocs: Vec<PlannedHeredoc>,
     /// Set for an ONBUILD trigger of the base stage with this index, run before the stage's own
     /// instructions.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -153,6 +159,36 @@ pub struct PlannedInstruction {
     /// The expanded instruction itself.
     #[serde(skip)]
     pub instruction: Instruction,
+}
+
+/// A heredoc body of an instruction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PlannedHeredoc {
+    pub name: String,
+    pub content: String,
+}
+
+/// The heredoc bodies of an expanded instruction, as the build uses them.
+fn heredocs_of(instruction: &Instruction) -> Vec<PlannedHeredoc> {
+    let planned = |h: &crate::dockerfile::Heredoc| PlannedHeredoc {
+        name: h.name.clone(),
+        content: h.body(),
+    };
+    let sources = |sources: &[Source]| {
+        sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Heredoc(h) => Some(planned(h)),
+                Source::Path(_) => None,
+            })
+            .collect()
+    };
+    match instruction {
+        Instruction::Run(r) => r.heredocs.iter().map(planned).collect(),
+        Instruction::Copy(c) => sources(&c.sources),
+        Instruction::Add(a) => sources(&a.sources),
+        _ => Vec::new(),
+    }
 }
 
 /// Where a stage takes files from.
@@ -426,6 +462,7 @@ impl Plan {
                     original: step.original.to_string(),
                     args,
                     unknown: expansion.unknown.into_iter().collect(),
+                    heredocs: heredocs_of(&expansion.instruction),
                     onbuild_of: step.onbuild_of,
                     instruction: expansion.instruction,
                 });

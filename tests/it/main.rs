@@ -1,4 +1,6 @@
 //! kbuild's integration tests: one test binary, one module per area, sharing the harness.
 
 mod cli;
+mod dockerfile;
 mod harness;
+mod plan;

@@ -255,3 +255,15 @@ fn list_env_takes_the_last_value() {
     let ex = Expander::new('\\');
     assert_eq!(ex.word("$A", &list).unwrap(), "2");
 }
+
+#[test]
+fn deep_nesting_is_refused_not_overflowed() {
+    let deep = format!("{}x{}", "${A:-".repeat(10_000), "}".repeat(10_000));
+    let err = Expander::new('\\').word(&deep, &UnknownEnv).unwrap_err();
+    assert_eq!(err, ExpandError::TooDeep);
+    let ok = format!("{}x{}", "${A:-".repeat(20), "}".repeat(20));
+    assert_eq!(
+        Expander::new('\\').word(&ok, &BTreeMap::new()).unwrap(),
+        "x"
+    );
+}
