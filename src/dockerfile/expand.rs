@@ -607,62 +607,64 @@ impl Pattern {
         Ok(Pattern(tokens))
     }
 
-    /// True when the pattern matches all of `text`.
-    fn matches(&self, text: &[char]) -> bool {
-        // Classic wildcard matching with one backtrack point for the last star: linear enough
-        // for Dockerfile-sized values and free of recursion.
-        let p = &self.0;
-        let (mut ti, mut pi) = (0, 0);
-        let mut star: Option<(usize, usize)> = None;
-        while ti < text.len() {
-            match p.get(pi) {
-                Some(Token::Star) => {
-                    star = Some((pi, ti));
-                    pi += 1;
+    /// Every `end` for which the pattern matches `text[start..end]` exactly, in increasing order.
+    /// A set-of-states walk over the pattern: linear in the text for each start.
+    fn ends(tokens: &[Token], text: &[char], start: usize) -> Vec<usize> {
+        let m = tokens.len();
+        let close = |states: &mut Vec<bool>| {
+            for i in 0..m {
+                if states[i] && tokens[i] == Token::Star {
+                    states[i + 1] = true;
                 }
-                Some(Token::Any) => {
-                    pi += 1;
-                    ti += 1;
+            }
+        };
+        let mut states = vec![false; m + 1];
+        states[0] = true;
+        close(&mut states);
+        let mut out = Vec::new();
+        if states[m] {
+            out.push(start);
+        }
+        for (k, &c) in text[start..].iter().enumerate() {
+            let mut next = vec![false; m + 1];
+            for i in (0..m).filter(|&i| states[i]) {
+                match tokens[i] {
+                    Token::Star => next[i] = true,
+                    Token::Any => next[i + 1] = true,
+                    Token::Lit(l) if l == c => next[i + 1] = true,
+                    Token::Lit(_) => {}
                 }
-                Some(Token::Lit(c)) if *c == text[ti] => {
-                    pi += 1;
-                    ti += 1;
-                }
-                _ => match star {
-                    Some((sp, st)) => {
-                        pi = sp + 1;
-                        ti = st + 1;
-                        star = Some((sp, st + 1));
-                    }
-                    None => return false,
-                },
+            }
+            close(&mut next);
+            states = next;
+            if states[m] {
+                out.push(start + k + 1);
+            }
+            if !states.contains(&true) {
+                break;
             }
         }
-        p[pi..].iter().all(|t| *t == Token::Star)
+        out
     }
 
     fn trim_prefix(&self, value: &str, greedy: bool) -> String {
         let chars: Vec<char> = value.chars().collect();
-        let mut lengths: Box<dyn Iterator<Item = usize>> = if greedy {
-            Box::new((0..=chars.len()).rev())
-        } else {
-            Box::new(0..=chars.len())
-        };
-        match lengths.find(|&n| self.matches(&chars[..n])) {
-            Some(n) => chars[n..].iter().collect(),
+        let ends = Pattern::ends(&self.0, &chars, 0);
+        let cut = if greedy { ends.last() } else { ends.first() };
+        match cut {
+            Some(&n) => chars[n..].iter().collect(),
             None => value.to_string(),
         }
     }
 
     fn trim_suffix(&self, value: &str, greedy: bool) -> String {
-        let chars: Vec<char> = value.chars().collect();
-        let mut starts: Box<dyn Iterator<Item = usize>> = if greedy {
-            Box::new(0..=chars.len())
-        } else {
-            Box::new((0..=chars.len()).rev())
-        };
-        match starts.find(|&s| self.matches(&chars[s..])) {
-            Some(s) => chars[..s].iter().collect(),
+        // A suffix match is a prefix match of the reversed pattern on the reversed value.
+        let reversed: Vec<char> = value.chars().rev().collect();
+        let tokens: Vec<Token> = self.0.iter().rev().copied().collect();
+        let ends = Pattern::ends(&tokens, &reversed, 0);
+        let cut = if greedy { ends.last() } else { ends.first() };
+        match cut {
+            Some(&n) => reversed[n..].iter().rev().collect(),
             None => value.to_string(),
         }
     }
@@ -670,10 +672,9 @@ impl Pattern {
     /// The leftmost match starting at or after `from`, longest at that position.
     fn find(&self, chars: &[char], from: usize) -> Option<(usize, usize)> {
         (from..=chars.len()).find_map(|start| {
-            (start..=chars.len())
-                .rev()
-                .find(|&end| self.matches(&chars[start..end]))
-                .map(|end| (start, end))
+            Pattern::ends(&self.0, chars, start)
+                .last()
+                .map(|&end| (start, end))
         })
     }
 

@@ -156,7 +156,7 @@ pub struct PlannedInstruction {
     /// instructions.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onbuild_of: Option<usize>,
-    /// The expanded instruction itself.
+    /// The expanded instruction itself (an ARG's defaults replaced by the values they resolved to).
     #[serde(skip)]
     pub instruction: Instruction,
 }
@@ -216,15 +216,21 @@ fn as_string<S: serde::Serializer>(p: &Platform, s: S) -> Result<S::Ok, S::Error
     s.serialize_str(&p.to_string())
 }
 
-/// One instruction to walk in a stage: inherited ONBUILD triggers first, then its own.
-struct Step<'a> {
-    lines: (usize, usize),
-    original: &'a str,
-    instruction: &'a Instruction,
-    onbuild_of: Option<usize>,
+/// One instruction a stage runs, as written.
+#[derive(Debug, Clone, Copy)]
+pub struct Step<'a> {
+    /// First and last line in the Dockerfile.
+    pub lines: (usize, usize),
+    pub original: &'a str,
+    pub instruction: &'a Instruction,
+    /// For an ONBUILD trigger inherited from the base stage: that stage's index.
+    pub onbuild_of: Option<usize>,
 }
 
-fn steps<'a>(df: &'a Dockerfile, stage: usize, base: &Base) -> Vec<Step<'a>> {
+/// The instructions stage `stage` runs, unexpanded, in order: the ONBUILD triggers of its base
+/// stage first (as Docker runs them), then its own. The executor walks these with a
+/// [`BuildEnv`] holding the base image's real environment.
+pub fn steps<'a>(df: &'a Dockerfile, stage: usize, base: &Base) -> Vec<Step<'a>> {
     let mut out = Vec::new();
     if let Base::Stage(parent) = base {
         for i in &df.stages[*parent].instructions {

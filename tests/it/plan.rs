@@ -117,21 +117,6 @@ fn golden_run_mounts() {
     golden_case("run-mounts");
 }
 
-/// Every fixture folder has a golden plan, so a new case cannot be forgotten.
-#[test]
-fn every_fixture_has_a_golden_plan() {
-    for entry in std::fs::read_dir(fixtures()).unwrap() {
-        let dir = entry.unwrap().path();
-        if dir.join("Dockerfile").is_file() {
-            assert!(
-                dir.join("plan.json").is_file(),
-                "{} has no plan.json",
-                dir.display()
-            );
-        }
-    }
-}
-
 /// The seed bug's shape: the final stage needs the binary the builder compiles, and the plan
 /// says so with the path the builder's filesystem must have.
 #[test]

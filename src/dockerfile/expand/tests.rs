@@ -267,3 +267,13 @@ fn deep_nesting_is_refused_not_overflowed() {
         "x"
     );
 }
+
+#[test]
+fn patterns_on_long_values() {
+    let value = "ab".repeat(20_000);
+    let e = env(&[("V", value.as_str())]);
+    let ex = Expander::new('\\');
+    assert_eq!(ex.word("${V//a*b/x}", &e).unwrap(), "x");
+    assert_eq!(ex.word("${V%%b*}", &e).unwrap(), "a");
+    assert_eq!(ex.word("${V#*b}", &e).unwrap().len(), value.len() - 2);
+}
