@@ -286,6 +286,21 @@ impl Scanner<'_> {
                 let value = self.process_dollar()?;
                 result.push_str(&value);
                 words.add_string(&value);
+            } else if ch == '<' {
+                // As BuildKit: `<<` keeps the whitespace after it in the same word, so
+                // `<<  EOF` is one heredoc marker.
+                self.pos += 1;
+                let mut value = String::from("<");
+                if self.peek() == Some('<') {
+                    self.pos += 1;
+                    value.push('<');
+                    while let Some(space) = self.peek().filter(|c| c.is_whitespace()) {
+                        value.push(space);
+                        self.pos += 1;
+                    }
+                }
+                result.push_str(&value);
+                words.add_raw_string(&value);
             } else if quote {
                 let value = if ch == '\'' {
                     self.process_single_quote()?

@@ -236,7 +236,7 @@ pub fn heredocs_in_line(line: &str) -> Vec<Heredoc> {
     words.iter().filter_map(|w| parse_heredoc(w)).collect()
 }
 
-/// Parses one word as a heredoc marker: `^(\d*)<<(-?)([^<]*)$` with a single-word delimiter.
+/// Parses one word as a heredoc marker: `^(\d*)<<(-?)\s*([^<]*)$` with a single-word delimiter.
 pub fn parse_heredoc(word: &str) -> Option<Heredoc> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
     let rest = word[digits..].strip_prefix("<<")?;
@@ -244,6 +244,7 @@ pub fn parse_heredoc(word: &str) -> Option<Heredoc> {
         Some(r) => (true, r),
         None => (false, rest),
     };
+    let rest = rest.trim_start();
     if rest.is_empty() || rest.contains('<') {
         return None;
     }
@@ -344,6 +345,36 @@ mod tests {
                 ("C", None, false, false)
             ]
         );
+    }
+
+    #[test]
+    fn heredoc_markers_as_buildkit_tests_them() {
+        // (line, delimiter name, expand) from BuildKit's parser heredoc tests.
+        let cases: &[(&str, Option<(&str, bool)>)] = &[
+            ("RUN <<EMPTY", Some(("EMPTY", true))),
+            ("RUN <<eo'f'", Some(("eof", false))),
+            ("RUN <<eo\\'f", Some(("eo'f", true))),
+            ("RUN <<'e'o\\'f", Some(("eo'f", false))),
+            ("RUN <<'one two'", Some(("one two", false))),
+            ("RUN <<$EOF", Some(("$EOF", true))),
+            ("RUN <<  EOF", Some(("EOF", true))),
+            ("RUN <<  EOF  > foo", Some(("EOF", true))),
+            // The lexer keeps spaces only right after `<<`: `<<-` and `EOF` are two words.
+            ("RUN <<- EOF", None),
+            ("RUN << -EOF", Some(("-EOF", true))),
+            ("RUN <<COMPLEX python3", Some(("COMPLEX", true))),
+            ("RUN \"<<NOHEREDOC\"", None),
+            ("RUN '<<EOF'", None),
+            ("RUN <<<EOF", None),
+            ("RUN <EOF", None),
+        ];
+        for (line, want) in cases {
+            let got = heredocs_in_line(line)
+                .first()
+                .map(|h| (h.name.clone(), h.expand));
+            let want = want.map(|(n, e)| (n.to_string(), e));
+            assert_eq!(got, want, "{line}");
+        }
     }
 
     #[test]

@@ -602,3 +602,31 @@ fn original_text_and_spans_are_kept() {
     assert_eq!(copy.original, "COPY --from=x   /a /b");
     assert_eq!(copy.lines, LineRange { start: 2, end: 3 });
 }
+
+#[test]
+fn heredoc_bodies_are_read_in_marker_order() {
+    // BuildKit's test: each body ends at its own delimiter, whatever the other one is called.
+    let df =
+        ok("FROM a\nCOPY <<X <<Y /dest\nY\nX\nX\nY\nRUN <<COMMENT\n# not a comment\nCOMMENT\n");
+    let ins = &df.stages[0].instructions;
+    let Instruction::Copy(copy) = &ins[0].node else {
+        panic!("expected COPY")
+    };
+    let bodies: Vec<_> = copy
+        .sources
+        .iter()
+        .map(|s| match s {
+            Source::Heredoc(h) => (h.name.as_str(), h.content.as_str()),
+            Source::Path(p) => panic!("unexpected path {p}"),
+        })
+        .collect();
+    assert_eq!(bodies, [("X", "Y\n"), ("Y", "X\n")]);
+    let Instruction::Run(run) = &ins[1].node else {
+        panic!("expected RUN")
+    };
+    assert_eq!(run.heredocs[0].content, "# not a comment\n");
+    // USER takes no heredoc, so the next line is an instruction of its own.
+    let err = parse("FROM a\nUSER <<INVALID\nINVALID\n", "Dockerfile").unwrap_err();
+    assert_eq!(err.line, 3);
+    assert!(err.to_string().contains("unknown instruction: INVALID"));
+}

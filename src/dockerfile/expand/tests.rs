@@ -183,6 +183,8 @@ fn words_split_on_unquoted_whitespace_only() {
         ("\"\" x", &["x"]),
         ("pre$A", &["prex", "y"]),
         ("$EMPTY", &[]),
+        ("cat <<  EOF x", &["cat", "<<  EOF", "x"]),
+        ("a < b", &["a", "<", "b"]),
     ];
     for (input, want) in cases {
         assert_eq!(&ex.words(input, &e).unwrap(), want, "{input:?}");
