@@ -344,6 +344,36 @@ mod tests {
     }
 
     #[test]
+    fn tables_are_coloured_only_when_asked() {
+        let df = dockerfile::parse("FROM alpine AS a\nFROM scratch\nCOPY --from=a /x /y\n", "D")
+            .unwrap();
+        let options = PlanOptions {
+            build_args: BTreeMap::new(),
+            target: None,
+            platform: "linux/amd64".parse().unwrap(),
+            build_platform: "linux/amd64".parse().unwrap(),
+        };
+        let plan = Plan::new(&df, &options).unwrap();
+        let plain = render_table(
+            &plan,
+            &TableStyle {
+                color: false,
+                width: Some(100),
+            },
+        );
+        assert!(!plain.contains('\x1b'));
+        assert!(plain.contains("stage a"), "{plain}");
+        let coloured = render_table(
+            &plan,
+            &TableStyle {
+                color: true,
+                width: Some(100),
+            },
+        );
+        assert!(coloured.contains("\x1b["), "{coloured}");
+    }
+
+    #[test]
     fn dockerfile_is_found_in_the_context_then_the_working_directory() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("svc")).unwrap();

@@ -9,7 +9,7 @@
 //! made readable, and the static half of `kbuild explain`.
 //!
 //! What the plan cannot know it says: base images are not pulled, so their ENV values stay as
-//! `$NAME` text (see [`env`]). ONBUILD triggers stored in a base *image* are run by the executor,
+//! `$NAME` text (see [`mod@env`]). ONBUILD triggers stored in a base *image* are run by the executor,
 //! not listed here.
 //!
 //! # JSON shape (version 1)
