@@ -10,6 +10,8 @@ use std::process::ExitCode;
 pub const EXIT_FAILURE: u8 = 1;
 /// Exit code for an invalid command line, including flags whose behaviour is not supported yet.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a Dockerfile that cannot be parsed or planned.
+pub const EXIT_DOCKERFILE: u8 = 3;
 
 /// Any failure of a kbuild command.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +27,13 @@ pub enum Error {
     /// A Tekton debug breakpoint could not be released.
     #[error(transparent)]
     Debug(#[from] crate::tekton::DebugError),
+    /// The Dockerfile cannot be parsed.
+    #[error(transparent)]
+    Dockerfile(#[from] crate::dockerfile::ParseError),
+
+    /// The Dockerfile parses but cannot be planned (unknown stage, cycle, unset required ARG).
+    #[error(transparent)]
+    Plan(#[from] crate::plan::PlanError),
 
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
@@ -41,6 +50,7 @@ impl Error {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
             Error::Io { .. } | Error::Debug(_) => EXIT_FAILURE,
+            Error::Dockerfile(_) | Error::Plan(_) => EXIT_DOCKERFILE,
         })
     }
 }

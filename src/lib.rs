@@ -9,8 +9,10 @@ pub mod cache;
 pub mod cli;
 pub mod context;
 pub mod digest;
+pub mod dockerfile;
 pub mod error;
 pub mod exec;
+pub mod plan;
 pub mod platform;
 pub mod tekton;
 

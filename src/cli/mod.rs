@@ -7,6 +7,7 @@
 
 pub mod build_args;
 pub mod logging;
+pub mod plan;
 
 use std::process::ExitCode;
 
@@ -42,6 +43,8 @@ pub struct Cli {
 pub enum Command {
     /// Build an image from a Dockerfile and push it (the Kaniko executor)
     Build(Box<BuildArgs>),
+    /// Show what a Dockerfile builds: stages, expanded instructions, cross-stage dependencies
+    Plan(plan::PlanArgs),
     /// Release a paused Tekton debug breakpoint without a shell
     #[command(subcommand)]
     Debug(DebugCommand),
@@ -86,6 +89,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
         Some(Command::Build(args)) => build(&args),
         Some(Command::Debug(command)) => debug(command),
+        Some(Command::Plan(args)) => plan::run(&args),
         None => build(&cli.build),
     }
 }

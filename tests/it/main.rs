@@ -1,7 +1,9 @@
 //! kbuild's integration tests: one test binary, one module per area, sharing the harness.
 
 mod cli;
+mod dockerfile;
 mod exec;
 mod harness;
+mod plan;
 mod tekton;
 mod tekton_yaml;
