@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// Talking to a registry or using the blob store failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -36,7 +40,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } => EXIT_FAILURE,
+            Error::Io { .. } | Error::Registry(_) => EXIT_FAILURE,
         })
     }
 }

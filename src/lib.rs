@@ -9,5 +9,6 @@ pub mod cli;
 pub mod digest;
 pub mod error;
 pub mod platform;
+pub mod registry;
 
 pub use error::Error;
