@@ -8,7 +8,9 @@
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod image;
 pub mod platform;
 pub mod registry;
+pub mod tekton;
 
 pub use error::Error;

@@ -508,9 +508,18 @@ impl RegistryClient {
 
     /// Every tag of a repository, following `Link` pagination.
     pub async fn list_tags(&self, repository: &Reference) -> Result<Vec<String>, RegistryError> {
+        self.list_tags_paged(repository, 1000).await
+    }
+
+    /// As [`RegistryClient::list_tags`], asking for `page_size` tags per request.
+    pub async fn list_tags_paged(
+        &self,
+        repository: &Reference,
+        page_size: usize,
+    ) -> Result<Vec<String>, RegistryError> {
         let host = self.host(repository, Direction::Pull).await?;
         let scopes = [pull_scope(repository.repository())];
-        let mut url = Self::url(&host, repository, "tags/list?n=1000");
+        let mut url = Self::url(&host, repository, &format!("tags/list?n={page_size}"));
         let mut tags = Vec::new();
         loop {
             let response = self

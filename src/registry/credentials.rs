@@ -113,6 +113,7 @@ pub struct Keychain {
     path: Option<PathBuf>,
     config: ConfigFile,
     searched: Vec<PathBuf>,
+    helper_dirs: Vec<PathBuf>,
 }
 
 impl Keychain {
@@ -170,13 +171,22 @@ impl Keychain {
                 path: Some(path.clone()),
                 config,
                 searched,
+                helper_dirs: Vec::new(),
             });
         }
         Ok(Keychain {
             path: None,
             config: ConfigFile::default(),
             searched,
+            helper_dirs: Vec::new(),
         })
+    }
+
+    /// Looks for `docker-credential-*` helpers in `dir` before `PATH` (a Task can ship helpers
+    /// in a workspace without changing the step's environment).
+    pub fn with_helper_dir(mut self, dir: impl Into<PathBuf>) -> Keychain {
+        self.helper_dirs.push(dir.into());
+        self
     }
 
     /// A keychain that knows no credentials.
@@ -187,6 +197,11 @@ impl Keychain {
     /// Where credentials were looked up, for error messages.
     pub fn describe(&self) -> String {
         match &self.path {
+            Some(path) if self.searched.len() > 1 => format!(
+                "docker config {} (the first that exists of {})",
+                path.display(),
+                list(&self.searched)
+            ),
             Some(path) => format!("docker config {}", path.display()),
             None if self.searched.is_empty() => "no docker config (anonymous)".into(),
             None => format!(
@@ -205,7 +220,7 @@ impl Keychain {
             .map(|p| p.display().to_string())
             .unwrap_or_default();
         if let Some(helper) = find_by_host(&self.config.cred_helpers, &host) {
-            let credential = run_helper(helper, &host)?;
+            let credential = run_helper(&self.helper_dirs, helper, &host)?;
             return Ok(Resolved {
                 credential,
                 source: format!(
@@ -231,7 +246,7 @@ impl Keychain {
             });
         }
         if let Some(store) = &self.config.creds_store {
-            let credential = run_helper(store, &host)?;
+            let credential = run_helper(&self.helper_dirs, store, &host)?;
             return Ok(Resolved {
                 credential,
                 source: format!(
@@ -319,14 +334,19 @@ struct HelperAnswer {
     secret: String,
 }
 
-fn run_helper(helper: &str, host: &str) -> Result<Credential, CredentialError> {
+fn run_helper(dirs: &[PathBuf], helper: &str, host: &str) -> Result<Credential, CredentialError> {
     let program = format!("docker-credential-{helper}");
+    let executable = dirs
+        .iter()
+        .map(|d| d.join(&program))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from(&program));
     let fail = |reason: String| CredentialError::Helper {
         helper: helper.to_string(),
         registry: host.to_string(),
         reason,
     };
-    let mut child = Command::new(&program)
+    let mut child = Command::new(&executable)
         .arg("get")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

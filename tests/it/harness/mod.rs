@@ -26,3 +26,6 @@ pub fn text(output: &Output) -> (String, String) {
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
 }
+
+pub mod proxy;
+pub mod registry;

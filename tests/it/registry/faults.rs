@@ -1,0 +1,1 @@
+//! Registries that fail: stopped mid-push, corrupt blobs, transient 500s.

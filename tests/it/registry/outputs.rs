@@ -1,0 +1,1 @@
+//! --tar-path, --oci-layout-path and the results files.
