@@ -26,6 +26,10 @@ pub enum Error {
     #[error(transparent)]
     Registry(#[from] crate::registry::RegistryError),
 
+    /// Pushing the final image, writing its local outputs or its results failed.
+    #[error(transparent)]
+    Publish(#[from] crate::image::PublishError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -40,7 +44,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } | Error::Registry(_) => EXIT_FAILURE,
+            Error::Io { .. } | Error::Registry(_) | Error::Publish(_) => EXIT_FAILURE,
         })
     }
 }

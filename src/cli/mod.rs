@@ -7,6 +7,7 @@
 
 pub mod build_args;
 pub mod logging;
+pub mod registry_options;
 
 use std::process::ExitCode;
 

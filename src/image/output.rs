@@ -2,7 +2,11 @@
 //! tarball `docker load` and `skopeo ... docker-archive:` read).
 //!
 //! Both copy blobs from the store as streams, so a big layer never sits in memory. The layout
-//! keeps images other builds put there (entries with another ref name stay in `index.json`);
+//! keeps images other builds put there (entries with another ref name stay in `index.json`).
+//! OCI layout readers (containers/image, so skopeo, podman, buildah) ignore `index.json` entries
+//! that are not OCI manifests, so an image with Docker media types is stored in the layout with
+//! the OCI types instead: same config and layer bytes, a new manifest and so a different digest
+//! from the one pushed to registries (logged, and returned by [`write_oci_layout`]);
 //! the tarball is written to a temp file beside its path and renamed, so a failed build never
 //! leaves half a tarball where the user expects one.
 
@@ -10,8 +14,12 @@ use std::fs::{self, File};
 use std::io::{self, BufWriter, Write};
 use std::path::Path;
 
+use crate::digest::Digest;
 use crate::registry::BlobStore;
-use crate::registry::manifest::{Descriptor, ImageIndex, OCI_INDEX, canonical_json};
+use crate::registry::manifest::{
+    DOCKER_LAYER_GZIP, Descriptor, ImageIndex, ImageManifest, MediaFamily, OCI_CONFIG, OCI_INDEX,
+    OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_MANIFEST, canonical_json,
+};
 
 use super::ImageError;
 use super::builder::BuiltImage;
@@ -25,17 +33,52 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ImageError + '_ {
     }
 }
 
+/// The same image with OCI media types: Docker's types replaced in a new manifest.
+fn as_oci(image: &BuiltImage, store: &BlobStore) -> Result<(Vec<u8>, Digest), ImageError> {
+    let mut manifest: ImageManifest =
+        serde_json::from_slice(&image.manifest).map_err(|e| ImageError::Config {
+            image: image.digest.to_string(),
+            reason: e.to_string(),
+        })?;
+    manifest.media_type = Some(OCI_MANIFEST.into());
+    manifest.config.media_type = OCI_CONFIG.into();
+    for layer in &mut manifest.layers {
+        layer.media_type = match layer.media_type.as_str() {
+            DOCKER_LAYER_GZIP => OCI_LAYER_GZIP.into(),
+            "application/vnd.docker.image.rootfs.diff.tar" => OCI_LAYER_TAR.into(),
+            other => other.to_string(),
+        };
+    }
+    let bytes = canonical_json(&manifest).map_err(|e| ImageError::Config {
+        image: image.digest.to_string(),
+        reason: e.to_string(),
+    })?;
+    let digest = store.put_bytes(&bytes)?;
+    Ok((bytes, digest))
+}
+
 /// Writes `image` into the OCI image layout at `dir` (created when missing), named `ref_name`
-/// (usually the destination's tag) in `index.json` when given.
+/// (usually the destination's tag) in `index.json` when given. Returns the manifest digest in
+/// the layout (the image digest, unless Docker media types had to become OCI ones).
 pub fn write_oci_layout(
     image: &BuiltImage,
     store: &BlobStore,
     dir: &Path,
     ref_name: Option<&str>,
-) -> Result<(), ImageError> {
+) -> Result<Digest, ImageError> {
+    let (manifest, manifest_digest) = if MediaFamily::of(&image.media_type) == MediaFamily::Docker {
+        let (bytes, digest) = as_oci(image, store)?;
+        tracing::info!(
+            "the OCI layout holds {} with OCI media types as {digest}",
+            image.digest
+        );
+        (bytes, digest)
+    } else {
+        (image.manifest.clone(), image.digest)
+    };
     let blobs = dir.join("blobs").join("sha256");
     fs::create_dir_all(&blobs).map_err(io_err(&blobs))?;
-    let digests = std::iter::once(image.digest)
+    let digests = std::iter::once(manifest_digest)
         .chain(std::iter::once(image.config.digest))
         .chain(image.layers.iter().map(|l| l.digest));
     for digest in digests {
@@ -74,9 +117,9 @@ pub fn write_oci_layout(
         },
     };
     index.manifests.retain(|d| {
-        d.digest != image.digest && d.annotations.get(REF_NAME).map(String::as_str) != ref_name
+        d.digest != manifest_digest && d.annotations.get(REF_NAME).map(String::as_str) != ref_name
     });
-    let mut entry = Descriptor::new(&image.media_type, image.digest, image.manifest.len() as u64);
+    let mut entry = Descriptor::new(OCI_MANIFEST, manifest_digest, manifest.len() as u64);
     if let Some(name) = ref_name {
         entry.annotations.insert(REF_NAME.into(), name.to_string());
     }
@@ -85,7 +128,8 @@ pub fn write_oci_layout(
         path: index_path.clone(),
         reason: e.to_string(),
     })?;
-    write_file(&index_path, &bytes)
+    write_file(&index_path, &bytes)?;
+    Ok(manifest_digest)
 }
 
 fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
