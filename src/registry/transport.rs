@@ -615,7 +615,11 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn connect_error(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError {
-    let reason = error_chain(e);
+    // reqwest's own top line repeats the URL the message already names; its causes say why.
+    let reason = match std::error::Error::source(e) {
+        Some(cause) => error_chain(cause),
+        None => error_chain(e),
+    };
     let lower = reason.to_ascii_lowercase();
     let hint = if lower.contains("certificate") || lower.contains("unknownissuer") {
         Some(format!(
@@ -623,6 +627,8 @@ fn connect_error(registry: &str, url: &str, e: &reqwest::Error) -> RegistryError
         ))
     } else if lower.contains("connection refused") {
         Some("is the registry running, and is the host and port right?".into())
+    } else if lower.contains("connection closed") || lower.contains("connection reset") {
+        Some("the registry dropped the connection; --push-retry=N (pushes) or --image-download-retry=N (pulls) retries the whole transfer".into())
     } else if lower.contains("http2")
         || lower.contains("invalid http version")
         || lower.contains("wrong version number")

@@ -25,12 +25,21 @@ struct Fault {
     remaining: usize,
 }
 
+type Hook = Box<dyn FnOnce() + Send>;
+
+struct OnRequest {
+    method: String,
+    path_contains: String,
+    hook: Option<Hook>,
+}
+
 /// A running fault-injecting proxy; stops when dropped.
 pub struct FaultProxy {
     port: u16,
     stop: Arc<AtomicBool>,
     requests: Arc<Mutex<Vec<String>>>,
     faults: Arc<Mutex<Vec<Fault>>>,
+    hooks: Arc<Mutex<Vec<OnRequest>>>,
 }
 
 impl FaultProxy {
@@ -43,11 +52,13 @@ impl FaultProxy {
             stop: Arc::new(AtomicBool::new(false)),
             requests: Arc::new(Mutex::new(Vec::new())),
             faults: Arc::new(Mutex::new(Vec::new())),
+            hooks: Arc::new(Mutex::new(Vec::new())),
         };
-        let (stop, requests, faults) = (
+        let (stop, requests, faults, hooks) = (
             proxy.stop.clone(),
             proxy.requests.clone(),
             proxy.faults.clone(),
+            proxy.hooks.clone(),
         );
         let upstream = upstream.to_string();
         thread::spawn(move || {
@@ -56,10 +67,14 @@ impl FaultProxy {
                     break;
                 }
                 let Ok(conn) = conn else { continue };
-                let (requests, faults, upstream) =
-                    (requests.clone(), faults.clone(), upstream.clone());
+                let (requests, faults, hooks, upstream) = (
+                    requests.clone(),
+                    faults.clone(),
+                    hooks.clone(),
+                    upstream.clone(),
+                );
                 thread::spawn(move || {
-                    let _ = handle(conn, &upstream, &requests, &faults);
+                    let _ = handle(conn, &upstream, &requests, &faults, &hooks);
                 });
             }
         });
@@ -79,6 +94,21 @@ impl FaultProxy {
             path_contains: path_contains.to_string(),
             status,
             remaining: times,
+        });
+    }
+
+    /// Runs `hook` once, when the first request with `method` and a path containing
+    /// `path_contains` arrives, before it is forwarded (e.g. to stop the registry mid-push).
+    pub fn on_request(
+        &self,
+        method: &str,
+        path_contains: &str,
+        hook: impl FnOnce() + Send + 'static,
+    ) {
+        self.hooks.lock().unwrap().push(OnRequest {
+            method: method.to_string(),
+            path_contains: path_contains.to_string(),
+            hook: Some(Box::new(hook)),
         });
     }
 
@@ -111,6 +141,7 @@ fn handle(
     upstream: &str,
     requests: &Mutex<Vec<String>>,
     faults: &Mutex<Vec<Fault>>,
+    hooks: &Mutex<Vec<OnRequest>>,
 ) -> std::io::Result<()> {
     let mut first = [0u8; 1];
     if client.peek(&mut first)? == 0 || first[0] == 0x16 {
@@ -166,6 +197,16 @@ fn handle(
         return client.shutdown(Shutdown::Both);
     }
 
+    let hook = hooks
+        .lock()
+        .unwrap()
+        .iter_mut()
+        .find(|h| h.hook.is_some() && h.method == method && path.contains(&h.path_contains))
+        .and_then(|h| h.hook.take());
+    if let Some(hook) = hook {
+        hook();
+    }
+    // An unreachable upstream drops the client's connection, as a stopped registry would.
     let mut server = TcpStream::connect(upstream)?;
     let mut forwarded = format!("{request_line}\r\n");
     for h in headers {
