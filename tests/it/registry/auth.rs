@@ -148,3 +148,65 @@ fn a_credential_helper_supplies_the_password() {
         "the helper was asked about the registry"
     );
 }
+
+/// Collects everything a tracing subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn no_secret_reaches_a_log_line_even_at_trace_level() {
+    let reg = Registry::with_auth("logger", "pa55-never-logged");
+    let dir = tempfile::tempdir().unwrap();
+    let keychain = keychain_with(
+        dir.path(),
+        &format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.addr(),
+            auth_entry("logger", "pa55-never-logged")
+        ),
+    );
+    let captured = Captured::default();
+    let sink = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || sink.clone())
+        .finish();
+    // A current-thread runtime keeps every task on this thread, under this subscriber.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (_d, src) = store();
+    let image = build_image(&src, "linux/amd64", &[&[("s", b"secret test")]]);
+    let dest = reference(&format!("{}/logged/app:1", reg.addr()));
+    tracing::subscriber::with_default(subscriber, || {
+        let client = RegistryClient::new(opts(), keychain);
+        rt.block_on(push_image(
+            &client,
+            &image.to_push(),
+            std::slice::from_ref(&dest),
+            &src,
+        ))
+        .unwrap();
+        let (_d2, dst) = store();
+        rt.block_on(pull_image(&client, &dest, &Platform::host(), &dst))
+            .unwrap();
+    });
+    let logs = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    assert!(logs.contains("pushing"), "the capture works: {logs}");
+    assert!(!logs.contains("pa55-never-logged"), "{logs}");
+    assert!(
+        !logs.contains(&auth_entry("logger", "pa55-never-logged")),
+        "{logs}"
+    );
+}

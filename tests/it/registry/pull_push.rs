@@ -55,6 +55,16 @@ fn anonymous_push_then_pull_gives_the_same_image() {
     assert_eq!(files["etc/hello"], b"hello\n");
     assert_eq!(pulled.layers()[1].media_type, DOCKER_LAYER_GZIP);
 
+    // Streaming reads (what `cache inspect` uses) give the blob's exact bytes.
+    let layer = &pulled.layers()[0];
+    let streamed: Vec<u8> = rt.block_on(async {
+        use futures_util::TryStreamExt;
+        let stream = client.blob_stream(&dest, &layer.digest).await.unwrap();
+        let chunks: Vec<bytes::Bytes> = stream.try_collect().await.unwrap();
+        chunks.concat()
+    });
+    assert_eq!(kbuild::digest::Digest::of(&streamed), layer.digest);
+
     // A second push of the same image finds every blob already there.
     let again = rt
         .block_on(push_image(
