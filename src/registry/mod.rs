@@ -6,7 +6,7 @@
 //!   [`Keychain`] ([`Keychain::from_env`] reads Docker's `config.json`);
 //! - [`pull_image`] to bring a base image's manifest, config and layers into a [`BlobStore`];
 //! - [`push_image`] to send a finished image to every destination, after
-//!   [`RegistryClient::check_push_permission`] as a preflight.
+//!   [`check_push_permissions`] as a preflight before the build.
 //!
 //! The API is async (tokio); a synchronous caller runs it on a runtime it creates. The store is
 //! synchronous (`std::io::Write`) so layer writers need no runtime.
@@ -31,6 +31,6 @@ pub use error::RegistryError;
 pub use manifest::{Descriptor, ImageIndex, ImageManifest, MediaFamily};
 pub use options::{Direction, RegistryOptions};
 pub use pull::{PulledImage, pull_image};
-pub use push::{ImageToPush, PushedDestination, push_image};
+pub use push::{ImageToPush, PushedDestination, check_push_permissions, push_image};
 pub use reference::Reference;
 pub use store::{BlobStore, BlobWriter, StoreError};

@@ -43,6 +43,22 @@ pub struct PushedDestination {
     pub existed: usize,
 }
 
+/// Checks before a build that every destination repository accepts a push (Kaniko's
+/// preflight, skipped with `--skip-push-permission-check`): one upload session opened and
+/// cancelled per repository.
+pub async fn check_push_permissions(
+    client: &RegistryClient,
+    destinations: &[Reference],
+) -> Result<(), RegistryError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for destination in destinations {
+        if seen.insert(destination.name()) {
+            client.check_push_permission(destination).await?;
+        }
+    }
+    Ok(())
+}
+
 /// Pushes `image` to every destination in order; stops at the first destination that fails
 /// after its retries.
 pub async fn push_image(

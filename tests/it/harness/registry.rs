@@ -28,6 +28,7 @@ pub struct Registry {
     child: Option<Child>,
     auth: Option<(String, String)>,
     tls: bool,
+    mtls: bool,
 }
 
 impl Registry {
@@ -47,19 +48,34 @@ impl Registry {
         Registry::launch(None, true)
     }
 
+    /// A TLS registry that also wants a client certificate signed by its own CA
+    /// ([`Registry::client_certificate`]).
+    pub fn with_mtls() -> Registry {
+        let mut reg = Registry::unstarted(None, true);
+        reg.mtls = true;
+        reg.write_config();
+        reg.restart();
+        reg
+    }
+
     fn launch(auth: Option<(String, String)>, tls: bool) -> Registry {
+        let mut reg = Registry::unstarted(auth, tls);
+        reg.write_config();
+        reg.restart();
+        reg
+    }
+
+    fn unstarted(auth: Option<(String, String)>, tls: bool) -> Registry {
         let dir = tempfile::tempdir().expect("temp dir for the registry");
         let port = free_port();
-        let mut reg = Registry {
+        Registry {
             dir,
             port,
             child: None,
             auth,
             tls,
-        };
-        reg.write_config();
-        reg.restart();
-        reg
+            mtls: false,
+        }
     }
 
     /// `127.0.0.1:<port>`, the registry part of image references.
@@ -74,6 +90,14 @@ impl Registry {
     /// The self-signed certificate (PEM) of a TLS registry.
     pub fn certificate(&self) -> PathBuf {
         self.dir.path().join("cert.pem")
+    }
+
+    /// A client certificate and key (PEM) the mutual-TLS registry accepts.
+    pub fn client_certificate(&self) -> (PathBuf, PathBuf) {
+        (
+            self.dir.path().join("client.pem"),
+            self.dir.path().join("client-key.pem"),
+        )
     }
 
     /// The registry's storage root (`docker/registry/v2/...` below it).
@@ -201,6 +225,13 @@ impl Registry {
                 dir.join("cert.pem").display(),
                 dir.join("key.pem").display()
             ));
+            if self.mtls {
+                make_client_certificate(dir);
+                config.push_str(&format!(
+                    "    clientcas:\n      - {}\n",
+                    dir.join("client-ca.pem").display()
+                ));
+            }
         }
         if let Some((user, pass)) = &self.auth {
             let out = Command::new("htpasswd")
@@ -249,6 +280,77 @@ fn make_certificate(dir: &Path) {
         out.status.success(),
         "openssl failed: {}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (`client-ca.pem`) and a client certificate it signed (`client.pem`, `client-key.pem`).
+fn make_client_certificate(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-keyout",
+            "client-ca-key.pem",
+            "-out",
+            "client-ca.pem",
+            "-subj",
+            "/CN=kbuild test client CA",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "client-key.pem",
+            "-out",
+            "client.csr",
+            "-subj",
+            "/CN=kbuild-test-client",
+        ],
+    );
+    std::fs::write(dir.join("client-ext.cnf"), "extendedKeyUsage=clientAuth\n").unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "client-ca.pem",
+            "-CAkey",
+            "client-ca-key.pem",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "client.pem",
+            "-extfile",
+            "client-ext.cnf",
+        ],
     );
 }
 

@@ -5,7 +5,9 @@ use std::path::Path;
 
 use base64::Engine as _;
 use kbuild::platform::Platform;
-use kbuild::registry::{Keychain, RegistryClient, RegistryError, pull_image, push_image};
+use kbuild::registry::{
+    Keychain, RegistryClient, RegistryError, check_push_permissions, pull_image, push_image,
+};
 
 use super::{build_image, opts, reference, rt, store};
 use crate::harness::registry::Registry;
@@ -37,7 +39,8 @@ fn basic_auth_with_the_right_password_pushes_and_pulls() {
     let image = build_image(&src, "linux/amd64", &[&[("f", b"private")]]);
     let dest = reference(&format!("{}/private/app:1", reg.addr()));
     let rt = rt();
-    rt.block_on(client.check_push_permission(&dest)).unwrap();
+    rt.block_on(check_push_permissions(&client, std::slice::from_ref(&dest)))
+        .unwrap();
     rt.block_on(push_image(
         &client,
         &image.to_push(),
@@ -69,7 +72,7 @@ fn a_wrong_password_is_a_clear_401_naming_registry_and_config() {
     let dest = reference(&format!("{}/private/app:1", reg.addr()));
     let rt = rt();
     let err = rt
-        .block_on(client.check_push_permission(&dest))
+        .block_on(check_push_permissions(&client, std::slice::from_ref(&dest)))
         .unwrap_err();
     assert!(matches!(err, RegistryError::Unauthorized { .. }), "{err}");
     let text = err.to_string();

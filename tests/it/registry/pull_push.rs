@@ -239,6 +239,16 @@ fn base_layers_are_mounted_from_the_base_repository() {
     ));
     assert_eq!(mount.len(), 1, "{}", reg.log());
     assert!(mount[0].contains("\" 201 "), "{mount:?}");
+    // The new layer and config are not in the base repository: the registry answers those
+    // mounts with 202 and an upload session, which the push uses instead of opening another.
+    let attempts = reg.requests("POST /v2/team/derived/blobs/uploads/?mount=");
+    assert_eq!(attempts.len(), 3, "{attempts:#?}");
+    assert_eq!(attempts.iter().filter(|l| l.contains("\" 202 ")).count(), 2);
+    assert!(
+        reg.requests("POST /v2/team/derived/blobs/uploads/ HTTP")
+            .is_empty()
+    );
+    assert_eq!(reg.requests("PUT /v2/team/derived/blobs/uploads/").len(), 2);
 }
 
 #[test]

@@ -78,3 +78,48 @@ fn a_self_signed_registry_fails_by_default_and_works_when_trusted() {
             .is_err()
     );
 }
+
+#[test]
+fn a_registry_that_wants_a_client_certificate_gets_one_from_registry_client_cert() {
+    let reg = Registry::with_mtls();
+    let (_d, src) = store();
+    let image = build_image(&src, "linux/amd64", &[&[("m", b"mutual")]]);
+    let dest = reference(&format!("{}/mtls/app:1", reg.addr()));
+    let rt = rt();
+    let mut certs = std::collections::BTreeMap::new();
+    certs.insert(reg.addr(), reg.certificate());
+
+    let without = client(RegistryOptions {
+        registry_certificates: certs.clone(),
+        ..opts()
+    });
+    let err = rt
+        .block_on(push_image(
+            &without,
+            &image.to_push(),
+            std::slice::from_ref(&dest),
+            &src,
+        ))
+        .unwrap_err();
+    assert!(matches!(err, RegistryError::Connect { .. }), "{err}");
+
+    let mut client_certs = std::collections::BTreeMap::new();
+    client_certs.insert(reg.addr(), reg.client_certificate());
+    let with = client(RegistryOptions {
+        registry_certificates: certs,
+        client_certificates: client_certs,
+        ..opts()
+    });
+    rt.block_on(push_image(
+        &with,
+        &image.to_push(),
+        std::slice::from_ref(&dest),
+        &src,
+    ))
+    .unwrap();
+    let (_d2, dst) = store();
+    let pulled = rt
+        .block_on(pull_image(&with, &dest, &Platform::host(), &dst))
+        .unwrap();
+    assert_eq!(pulled.digest(), image.digest);
+}
