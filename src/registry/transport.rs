@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, WWW_AUTHENTICATE};
-use reqwest::{Client, Method, RequestBuilder, Response, StatusCode};
+use reqwest::{Client, RequestBuilder, Response, StatusCode};
 
 use super::credentials::{Credential, Keychain, Resolved};
 use super::error::{RegistryError, is_retryable_status};
@@ -262,12 +262,10 @@ impl Transport {
     ) -> Result<Response, RegistryError> {
         let mut attempt = 1;
         loop {
-            let request = make()?;
-            let (method, url) = match request.try_clone().and_then(|r| r.build().ok()) {
-                Some(r) => (r.method().clone(), r.url().to_string()),
-                None => (Method::GET, String::new()),
-            };
-            let result = request.send().await;
+            let (client, request) = make()?.build_split();
+            let request = request.map_err(|e| connect_error(registry, "", &e))?;
+            let (method, url) = (request.method().clone(), request.url().to_string());
+            let result = client.execute(request).await;
             let retry_after = match &result {
                 Ok(response) if is_retryable_status(response.status().as_u16()) => {
                     Some(retry_after(response.headers()))
