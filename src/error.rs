@@ -35,6 +35,14 @@ pub enum Error {
     #[error(transparent)]
     Plan(#[from] crate::plan::PlanError),
 
+    /// Talking to a registry or using the blob store failed.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+
+    /// Pushing the final image, writing its local outputs or its results failed.
+    #[error(transparent)]
+    Publish(#[from] crate::image::PublishError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -49,7 +57,9 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } | Error::Debug(_) => EXIT_FAILURE,
+            Error::Io { .. } | Error::Debug(_) | Error::Registry(_) | Error::Publish(_) => {
+                EXIT_FAILURE
+            }
             Error::Dockerfile(_) | Error::Plan(_) => EXIT_DOCKERFILE,
         })
     }

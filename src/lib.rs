@@ -12,8 +12,10 @@ pub mod digest;
 pub mod dockerfile;
 pub mod error;
 pub mod exec;
+pub mod image;
 pub mod plan;
 pub mod platform;
+pub mod registry;
 pub mod tekton;
 
 pub use error::Error;

@@ -8,6 +8,7 @@
 pub mod build_args;
 pub mod logging;
 pub mod plan;
+pub mod registry_options;
 
 use std::process::ExitCode;
 

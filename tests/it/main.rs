@@ -5,5 +5,6 @@ mod dockerfile;
 mod exec;
 mod harness;
 mod plan;
+mod registry;
 mod tekton;
 mod tekton_yaml;

@@ -27,4 +27,6 @@ pub fn text(output: &Output) -> (String, String) {
     )
 }
 
+pub mod proxy;
+pub mod registry;
 pub mod rootfs;

@@ -1,0 +1,130 @@
+//! Pushing an image from the blob store to one or more destinations.
+//!
+//! Destinations are pushed one after the other, so a later destination in the same registry can
+//! mount blobs from an earlier one instead of uploading them again; within a destination the
+//! blobs go in parallel and the manifest last, so a tag never points at missing blobs. A failed
+//! destination is retried whole (`--push-retry`); blobs that arrived before the failure are then
+//! found by HEAD and skipped.
+
+use futures_util::{StreamExt, TryStreamExt, stream};
+
+use super::client::{BlobPush, RegistryClient};
+use super::error::RegistryError;
+use super::reference::Reference;
+use super::store::BlobStore;
+use crate::digest::Digest;
+
+/// What a push needs: the manifest bytes and every blob it references, all in the store.
+#[derive(Debug, Clone)]
+pub struct ImageToPush {
+    /// The manifest exactly as it will be stored (its digest is the image digest).
+    pub manifest: Vec<u8>,
+    pub media_type: String,
+    /// Config and layer digests.
+    pub blobs: Vec<Digest>,
+    /// Repositories known to hold some of the blobs (the base image's source), for mounts.
+    pub mount_sources: Vec<Reference>,
+}
+
+impl ImageToPush {
+    /// The image digest.
+    pub fn digest(&self) -> Digest {
+        Digest::of(&self.manifest)
+    }
+}
+
+/// One destination that received the image.
+#[derive(Debug, Clone)]
+pub struct PushedDestination {
+    pub reference: Reference,
+    pub digest: Digest,
+    pub uploaded: usize,
+    pub mounted: usize,
+    pub existed: usize,
+}
+
+/// Checks before a build that every destination repository accepts a push (Kaniko's
+/// preflight, skipped with `--skip-push-permission-check`): one upload session opened and
+/// cancelled per repository.
+pub async fn check_push_permissions(
+    client: &RegistryClient,
+    destinations: &[Reference],
+) -> Result<(), RegistryError> {
+    let mut seen = std::collections::BTreeSet::new();
+    for destination in destinations {
+        if seen.insert(destination.name()) {
+            client.check_push_permission(destination).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Pushes `image` to every destination in order; stops at the first destination that fails
+/// after its retries.
+pub async fn push_image(
+    client: &RegistryClient,
+    image: &ImageToPush,
+    destinations: &[Reference],
+    store: &BlobStore,
+) -> Result<Vec<PushedDestination>, RegistryError> {
+    let mut pushed: Vec<PushedDestination> = Vec::new();
+    for destination in destinations {
+        // Earlier destinations hold every blob; the base image's source only the base layers.
+        let mut sources: Vec<Reference> = pushed.iter().map(|p| p.reference.clone()).collect();
+        sources.extend(image.mount_sources.iter().cloned());
+        let retries = client.options().push_retries;
+        let mut attempt = 0;
+        let done = loop {
+            match push_one(client, image, destination, &sources, store).await {
+                Err(e) if attempt < retries => {
+                    attempt += 1;
+                    let wait = client.options().backoff(attempt);
+                    tracing::warn!(
+                        "push to {destination} failed: {e}; retrying in {:.1}s ({attempt}/{retries})",
+                        wait.as_secs_f64()
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                other => break other?,
+            }
+        };
+        pushed.push(done);
+    }
+    Ok(pushed)
+}
+
+async fn push_one(
+    client: &RegistryClient,
+    image: &ImageToPush,
+    destination: &Reference,
+    mount_sources: &[Reference],
+    store: &BlobStore,
+) -> Result<PushedDestination, RegistryError> {
+    tracing::info!("pushing {destination}");
+    let outcomes: Vec<BlobPush> = stream::iter(image.blobs.iter().map(|digest| async move {
+        client
+            .push_blob(destination, digest, store, mount_sources)
+            .await
+    }))
+    .buffer_unordered(client.options().concurrency.max(1))
+    .try_collect()
+    .await?;
+    let digest = client
+        .put_manifest(destination, &image.manifest, &image.media_type)
+        .await?;
+    let count = |kind| outcomes.iter().filter(|o| **o == kind).count();
+    let result = PushedDestination {
+        reference: destination.clone(),
+        digest,
+        uploaded: count(BlobPush::Uploaded),
+        mounted: count(BlobPush::Mounted),
+        existed: count(BlobPush::Existed),
+    };
+    tracing::info!(
+        "pushed {destination}@{digest} ({} uploaded, {} mounted, {} already there)",
+        result.uploaded,
+        result.mounted,
+        result.existed
+    );
+    Ok(result)
+}
