@@ -8,6 +8,7 @@
 pub mod cli;
 pub mod digest;
 pub mod error;
+pub mod fs;
 pub mod platform;
 
 pub use error::Error;

@@ -1,4 +1,5 @@
 //! kbuild's integration tests: one test binary, one module per area, sharing the harness.
 
 mod cli;
+mod fs;
 mod harness;
