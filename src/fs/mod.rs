@@ -21,14 +21,19 @@
 
 mod error;
 mod extract;
+mod index;
 mod layer;
 mod resolve;
 mod root;
+mod snapshot;
 mod sys;
 mod tar_read;
+mod tar_write;
 
 pub use error::FsError;
 pub use extract::{ExtractReport, extract_layer};
-pub use layer::Compression;
+pub use index::{Index, Meta};
+pub use layer::{Compression, LayerInfo, LayerOptions, Timestamps, write_layer};
 pub use root::{FileKind, Resolver, Root, Stat, Time};
+pub use snapshot::{Change, ChangeKind, Changes, IgnoreList, SnapshotMode, Snapshotter};
 pub use sys::{RealSys, Sys};

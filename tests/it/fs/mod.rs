@@ -4,8 +4,10 @@
 //! `security.capability`.
 
 mod extract;
+mod layer;
 mod malicious;
 mod root;
+mod snapshot;
 pub mod tarlib;
 pub mod tree;
 
