@@ -12,6 +12,7 @@ pub mod digest;
 pub mod dockerfile;
 pub mod error;
 pub mod exec;
+pub mod fs;
 pub mod image;
 pub mod plan;
 pub mod platform;

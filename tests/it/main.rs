@@ -3,6 +3,7 @@
 mod cli;
 mod dockerfile;
 mod exec;
+mod fs;
 mod harness;
 mod plan;
 mod registry;
