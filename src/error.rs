@@ -43,6 +43,15 @@ pub enum Error {
     #[error(transparent)]
     Publish(#[from] crate::image::PublishError),
 
+    /// A build failed; the report was written to `report`.
+    #[error("{source}{}", crate::cli::build::failure_notes(report, *breakpoint))]
+    Build {
+        source: Box<crate::build::BuildError>,
+        report: std::path::PathBuf,
+        /// True inside a Tekton step with a debug breakpoint: say how to release it.
+        breakpoint: bool,
+    },
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -56,6 +65,16 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
+            Error::Build { source, .. } => match source.as_ref() {
+                crate::build::BuildError::RunFailed { exit_code, .. } => {
+                    (*exit_code).clamp(1, 255) as u8
+                }
+                crate::build::BuildError::Dockerfile(_) | crate::build::BuildError::Plan(_) => {
+                    EXIT_DOCKERFILE
+                }
+                crate::build::BuildError::NotSupported { .. } => EXIT_USAGE,
+                _ => EXIT_FAILURE,
+            },
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
             Error::Io { .. } | Error::Debug(_) | Error::Registry(_) | Error::Publish(_) => {
                 EXIT_FAILURE

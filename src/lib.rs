@@ -5,6 +5,7 @@
 //! lives in the modules below, layered as `../shared/DESIGN.md` describes: data flows from `cli`
 //! down, and no module reaches back up to one that uses it.
 
+pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod context;

@@ -327,6 +327,11 @@ pub struct KbuildArgs {
     #[arg(long = "result", value_name = "NAME=PATH", action = ArgAction::Append,
           value_parser = parse_key_value)]
     pub results: Vec<(String, String)>,
+
+    /// How RUN is isolated: auto (namespaces, else a user namespace, else chroot), namespaces,
+    /// user-namespace or chroot
+    #[arg(long, value_enum, default_value = "auto", hide_possible_values = true)]
+    pub isolation: crate::exec::Isolation,
 }
 
 impl BuildArgs {

@@ -5,6 +5,7 @@
 //! `/kaniko/executor` with its args runs `/kbuild` with the same args. Subcommands appear here only
 //! once they work; nothing is listed in `--help` that would only say "not supported".
 
+pub mod build;
 pub mod build_args;
 pub mod logging;
 pub mod plan;
@@ -88,18 +89,11 @@ pub fn main() -> ExitCode {
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<(), Error> {
     match cli.command {
-        Some(Command::Build(args)) => build(&args),
+        Some(Command::Build(args)) => build::run(&args, &cli.log),
         Some(Command::Debug(command)) => debug(command),
         Some(Command::Plan(args)) => plan::run(&args),
-        None => build(&cli.build),
+        None => build::run(&cli.build, &cli.log),
     }
-}
-
-fn build(_args: &BuildArgs) -> Result<(), Error> {
-    Err(Error::NotSupported {
-        what: "building images".into(),
-        hint: "this version of kbuild parses Kaniko's flags but cannot build yet".into(),
-    })
 }
 
 fn debug(command: DebugCommand) -> Result<(), Error> {

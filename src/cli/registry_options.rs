@@ -72,11 +72,25 @@ pub fn result_files(args: &BuildArgs) -> ResultFiles {
         image_name_with_digest_file: args.output.image_name_with_digest_file.clone(),
         image_name_tag_with_digest_file: args.output.image_name_tag_with_digest_file.clone(),
         tekton_dir: ResultFiles::tekton_dir_or_default(args.kbuild.results_dir.clone()),
+        named: args
+            .kbuild
+            .results
+            .iter()
+            .map(|(name, path)| (name.clone(), PathBuf::from(path)))
+            .collect(),
     }
 }
 
 /// Where the final image goes: destinations, `--no-push`, local outputs and results.
 pub fn publish_target(args: &BuildArgs) -> Result<Publish, Error> {
+    for (name, _) in &args.kbuild.results {
+        if !crate::tekton::results::RESULT_NAMES.contains(&name.as_str()) {
+            return Err(Error::Usage(format!(
+                "--result {name}=...: unknown result\nhint: use one of {}",
+                crate::tekton::results::RESULT_NAMES.join(", ")
+            )));
+        }
+    }
     let destinations = args
         .output
         .destinations

@@ -40,10 +40,11 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 pub const TAIL_LINES: usize = 20;
 
 /// How strongly a RUN was (or must be) separated from the host.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Isolation {
     /// Try namespaces, then a user namespace, then a plain chroot.
+    #[default]
     Auto,
     /// New mount, PID, UTS and IPC namespaces and pivot_root into the rootfs.
     Namespaces,

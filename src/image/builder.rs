@@ -29,6 +29,7 @@ pub struct LayerBlob {
 }
 
 /// Builds one image.
+#[derive(Debug, Clone)]
 pub struct ImageBuilder {
     store: BlobStore,
     family: MediaFamily,

@@ -156,14 +156,22 @@ impl Transport {
         allow_http: bool,
     ) -> Result<(String, Challenge), RegistryError> {
         let https = format!("https://{host}");
-        let first = self.ping_once(host, client, &https).await;
+        // Where plain HTTP is allowed, a failed TLS attempt is not retried: the registry may
+        // simply speak HTTP, and the fallback below answers at once.
+        let attempts = if allow_http {
+            1
+        } else {
+            self.options.request_attempts.max(1)
+        };
+        let first = self.ping_once(host, client, &https, attempts).await;
         let https_error = match first {
             Ok(challenge) => return Ok((https, challenge)),
             Err(e) => e,
         };
         if allow_http && matches!(https_error, RegistryError::Connect { .. }) {
             let http = format!("http://{host}");
-            match self.ping_once(host, client, &http).await {
+            let attempts = self.options.request_attempts.max(1);
+            match self.ping_once(host, client, &http, attempts).await {
                 Ok(challenge) => {
                     tracing::debug!("registry {host}: using plain HTTP");
                     return Ok((http, challenge));
@@ -179,12 +187,11 @@ impl Transport {
         host: &str,
         client: &Client,
         base: &str,
+        attempts: u32,
     ) -> Result<Challenge, RegistryError> {
         let url = format!("{base}/v2/");
         let response = self
-            .send_attempts(host, self.options.request_attempts.max(1), || {
-                Ok(client.get(&url))
-            })
+            .send_attempts(host, attempts, || Ok(client.get(&url)))
             .await?;
         match response.status() {
             StatusCode::OK => Ok(Challenge::None),

@@ -22,7 +22,13 @@ pub struct ResultFiles {
     pub image_name_tag_with_digest_file: Option<PathBuf>,
     /// The Tekton results directory: `--results-dir`, else `/tekton/results` when it exists.
     pub tekton_dir: Option<PathBuf>,
+    /// `--result NAME=PATH`: one Tekton result written to a file of its own (StepAction step
+    /// results); NAME is one of [`RESULT_NAMES`].
+    pub named: Vec<(String, PathBuf)>,
 }
+
+/// The results kbuild produces.
+pub const RESULT_NAMES: [&str; 3] = ["IMAGE_DIGEST", "IMAGE_URL", "IMAGE_REF"];
 
 /// Tekton's budget for all results of one step (the termination message).
 pub const TEKTON_RESULTS_BUDGET: usize = 4096;
@@ -82,21 +88,28 @@ pub fn write_results(
             .collect();
         writes.push((path.clone(), lines.join("\n")));
     }
-    if let Some(dir) = &files.tekton_dir {
-        let mut tekton = vec![("IMAGE_DIGEST", digest_text.clone())];
-        if let Some(first) = destinations.first() {
-            tekton.push(("IMAGE_URL", first.given_without_digest().to_string()));
-            tekton.push(("IMAGE_REF", format!("{}@{digest_text}", first.given_name())));
-        }
+    let mut tekton = vec![("IMAGE_DIGEST", digest_text.clone())];
+    if let Some(first) = destinations.first() {
+        tekton.push(("IMAGE_URL", first.given_without_digest().to_string()));
+        tekton.push(("IMAGE_REF", format!("{}@{digest_text}", first.given_name())));
+    }
+    if files.tekton_dir.is_some() || !files.named.is_empty() {
         let size: usize = tekton.iter().map(|(k, v)| k.len() + v.len()).sum();
         if size > KBUILD_RESULTS_LIMIT {
             return Err(ResultsError::TooLarge { size });
         }
+    }
+    if let Some(dir) = &files.tekton_dir {
         writes.extend(
             tekton
-                .into_iter()
-                .map(|(name, value)| (dir.join(name), value)),
+                .iter()
+                .map(|(name, value)| (dir.join(name), value.clone())),
         );
+    }
+    for (name, path) in &files.named {
+        if let Some((_, value)) = tekton.iter().find(|(n, _)| n == name) {
+            writes.push((path.clone(), value.clone()));
+        }
     }
     for (path, content) in &writes {
         write_atomically(path, content)?;
@@ -135,6 +148,7 @@ mod tests {
             image_name_with_digest_file: Some(dir.path().join("names")),
             image_name_tag_with_digest_file: Some(dir.path().join("tags")),
             tekton_dir: Some(dir.path().join("tekton")),
+            named: vec![("IMAGE_REF".into(), dir.path().join("step/IMAGE_REF"))],
         };
         let digest = Digest::of(b"manifest");
         let d = digest.to_string();
@@ -156,5 +170,6 @@ mod tests {
         assert_eq!(read("tekton/IMAGE_DIGEST"), d);
         assert_eq!(read("tekton/IMAGE_URL"), "reg.local:5000/app:v1");
         assert_eq!(read("tekton/IMAGE_REF"), format!("reg.local:5000/app@{d}"));
+        assert_eq!(read("step/IMAGE_REF"), format!("reg.local:5000/app@{d}"));
     }
 }

@@ -14,6 +14,7 @@ use crate::harness::registry::Registry;
 
 fn results_in(dir: &std::path::Path) -> ResultFiles {
     ResultFiles {
+        named: Vec::new(),
         digest_file: Some(dir.join("digest")),
         image_name_with_digest_file: None,
         image_name_tag_with_digest_file: None,

@@ -141,6 +141,7 @@ fn results_files_are_byte_exact_after_a_push_to_every_destination() {
     let second = format!("{}/mirror/app:latest", reg.addr());
     let out = dir.path().join("results");
     let files = ResultFiles {
+        named: Vec::new(),
         digest_file: Some(out.join("digest")),
         image_name_with_digest_file: Some(out.join("name-digest")),
         image_name_tag_with_digest_file: Some(out.join("name-tag-digest")),

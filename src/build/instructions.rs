@@ -1,0 +1,756 @@
+//! What each Dockerfile instruction does to a stage: the image config for metadata instructions,
+//! the rootfs (and so a layer) for RUN, COPY, ADD and WORKDIR. Instructions arrive expanded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::context::dockerignore::clean;
+use crate::dockerfile::instructions::{CommandLine, Healthcheck, Source};
+use crate::dockerfile::{Dockerfile, Instruction};
+use crate::exec::{self, Isolation, RunSpec, User};
+use crate::fs::{Changes, FileKind, Root};
+use crate::image::config::Healthcheck as ConfigHealthcheck;
+
+use super::copy::{self, CopyRequest, SourceTree};
+use super::stage::{Finished, StageState};
+use super::{BuildError, glob};
+
+/// What an instruction produced.
+pub(super) enum Outcome {
+    /// Only the config changed: an empty-layer history entry.
+    Config { created_by: String },
+    /// The rootfs may have changed: a layer when `changes` is not empty.
+    Changes {
+        changes: Changes,
+        created_by: String,
+        exit_code: Option<i32>,
+        isolation: Option<Isolation>,
+    },
+}
+
+fn instruction_err(location: &str, message: impl Into<String>) -> BuildError {
+    BuildError::Instruction {
+        location: location.to_string(),
+        message: message.into(),
+    }
+}
+
+fn fs_err(location: &str) -> impl Fn(crate::fs::FsError) -> BuildError + '_ {
+    move |source| BuildError::Fs {
+        location: location.to_string(),
+        source,
+    }
+}
+
+/// The shell in force: SHELL, or `/bin/sh -c`.
+fn shell(state: &StageState) -> Vec<String> {
+    state
+        .builder
+        .config()
+        .config
+        .shell
+        .clone()
+        .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()])
+}
+
+fn command_argv(state: &StageState, command: &CommandLine) -> Vec<String> {
+    match command {
+        CommandLine::Exec(argv) => argv.clone(),
+        CommandLine::Shell(line) => {
+            let mut argv = shell(state);
+            argv.push(line.clone());
+            argv
+        }
+    }
+}
+
+/// Runs one expanded instruction.
+pub(super) fn execute(
+    state: &mut StageState,
+    instruction: &Instruction,
+    location: &str,
+    images: &mut BTreeMap<String, PathBuf>,
+    finished: &BTreeMap<usize, Finished>,
+) -> Result<Outcome, BuildError> {
+    let created_by = instruction.to_string();
+    let config_only = |created_by: String| Ok(Outcome::Config { created_by });
+    match instruction {
+        Instruction::From(_) => Err(instruction_err(location, "FROM inside a stage")),
+        Instruction::Env(_) => {
+            let env = state.env.config_env();
+            state.builder.config_mut().config.env = Some(env);
+            config_only(created_by)
+        }
+        Instruction::Arg(_) => config_only(created_by),
+        Instruction::Label(pairs) => {
+            let labels = state
+                .builder
+                .config_mut()
+                .config
+                .labels
+                .get_or_insert_default();
+            for kv in pairs {
+                labels.insert(kv.key.clone(), kv.value.clone());
+            }
+            config_only(created_by)
+        }
+        Instruction::Expose(ports) => {
+            let exposed = state
+                .builder
+                .config_mut()
+                .config
+                .exposed_ports
+                .get_or_insert_default();
+            for port in ports {
+                let port = if port.contains('/') {
+                    port.to_ascii_lowercase()
+                } else {
+                    format!("{port}/tcp")
+                };
+                exposed.insert(port, serde_json::json!({}));
+            }
+            config_only(created_by)
+        }
+        Instruction::Volume(paths) => {
+            let volumes = state
+                .builder
+                .config_mut()
+                .config
+                .volumes
+                .get_or_insert_default();
+            for path in paths {
+                volumes.insert(path.clone(), serde_json::json!({}));
+            }
+            config_only(created_by)
+        }
+        Instruction::User(user) => {
+            state.builder.config_mut().config.user = Some(user.clone());
+            config_only(created_by)
+        }
+        Instruction::Cmd(command) => {
+            let argv = command_argv(state, command);
+            state.builder.config_mut().config.cmd = Some(argv);
+            state.cmd_set = true;
+            config_only(created_by)
+        }
+        Instruction::Entrypoint(command) => {
+            let argv = command_argv(state, command);
+            let config = &mut state.builder.config_mut().config;
+            config.entrypoint = Some(argv);
+            // Docker: an ENTRYPOINT resets a CMD inherited from the base image.
+            if !state.cmd_set {
+                state.builder.config_mut().config.cmd = None;
+            }
+            config_only(created_by)
+        }
+        Instruction::Shell(argv) => {
+            state.builder.config_mut().config.shell = Some(argv.clone());
+            config_only(created_by)
+        }
+        Instruction::Stopsignal(signal) => {
+            state.builder.config_mut().config.stop_signal = Some(signal.clone());
+            config_only(created_by)
+        }
+        Instruction::Maintainer(name) => {
+            state.builder.config_mut().author = Some(name.clone());
+            config_only(created_by)
+        }
+        Instruction::Onbuild(trigger) => {
+            state
+                .builder
+                .config_mut()
+                .config
+                .on_build
+                .get_or_insert_default()
+                .push(trigger.expression.clone());
+            config_only(created_by)
+        }
+        Instruction::Healthcheck(check) => {
+            let nanos = |d: Option<std::time::Duration>| d.map(|d| d.as_nanos() as i64);
+            let value = match check {
+                Healthcheck::None => ConfigHealthcheck {
+                    test: Some(vec!["NONE".into()]),
+                    ..ConfigHealthcheck::default()
+                },
+                Healthcheck::Cmd(cmd) => ConfigHealthcheck {
+                    test: Some(match &cmd.command {
+                        CommandLine::Exec(argv) => std::iter::once("CMD".to_string())
+                            .chain(argv.clone())
+                            .collect(),
+                        CommandLine::Shell(line) => vec!["CMD-SHELL".into(), line.clone()],
+                    }),
+                    interval: nanos(cmd.interval),
+                    timeout: nanos(cmd.timeout),
+                    start_period: nanos(cmd.start_period),
+                    start_interval: nanos(cmd.start_interval),
+                    retries: cmd.retries.map(i64::from),
+                    ..ConfigHealthcheck::default()
+                },
+            };
+            state.builder.config_mut().config.healthcheck = Some(value);
+            config_only(created_by)
+        }
+        Instruction::Workdir(path) => workdir(state, path, location, created_by),
+        Instruction::Run(run) => run_instruction(state, run, location),
+        Instruction::Copy(c) => {
+            if c.parents || !c.exclude.is_empty() {
+                return Err(not_supported("COPY --parents and --exclude"));
+            }
+            let tree = source_tree(state, c.from.as_deref(), location, images, finished)?;
+            copy_into(
+                state, &tree, &c.sources, &c.dest, &c.chown, &c.chmod, false, location,
+            )
+            .map(|changes| changes_outcome(changes, created_by))
+        }
+        Instruction::Add(a) => {
+            if !a.exclude.is_empty() {
+                return Err(not_supported("ADD --exclude"));
+            }
+            add(state, a, location, created_by)
+        }
+    }
+}
+
+fn not_supported(what: &str) -> BuildError {
+    BuildError::NotSupported {
+        what: what.to_string(),
+        hint: "rewrite the instruction without it, or use a RUN".into(),
+    }
+}
+
+fn changes_outcome(changes: Changes, created_by: String) -> Outcome {
+    Outcome::Changes {
+        changes,
+        created_by,
+        exit_code: None,
+        isolation: None,
+    }
+}
+
+/// The current working directory of the stage.
+fn current_workdir(state: &StageState) -> String {
+    state
+        .builder
+        .config()
+        .config
+        .working_dir
+        .clone()
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into())
+}
+
+/// Reads a rootfs file, empty when it does not exist.
+fn read_rootfs_file(root: &Root, path: &str) -> String {
+    use std::io::Read;
+    let mut text = String::new();
+    if let Ok(mut file) = root.open_file(path) {
+        let _ = file.read_to_string(&mut text);
+    }
+    text
+}
+
+/// The USER in force, resolved in the rootfs.
+fn current_user(state: &StageState, location: &str) -> Result<User, BuildError> {
+    let spec = state
+        .builder
+        .config()
+        .config
+        .user
+        .clone()
+        .unwrap_or_default();
+    if spec.is_empty() {
+        return Ok(User::root());
+    }
+    let passwd = read_rootfs_file(&state.root, "/etc/passwd");
+    let group = read_rootfs_file(&state.root, "/etc/group");
+    exec::user::resolve(&spec, &passwd, &group).map_err(|source| BuildError::User {
+        location: location.to_string(),
+        source,
+    })
+}
+
+fn workdir(
+    state: &mut StageState,
+    path: &str,
+    location: &str,
+    created_by: String,
+) -> Result<Outcome, BuildError> {
+    let resolved = if path.starts_with('/') {
+        clean(path)
+    } else {
+        clean(&format!("{}/{path}", current_workdir(state)))
+    };
+    state.builder.config_mut().config.working_dir = Some(resolved.clone());
+    let user = current_user(state, location)?;
+    let mut created = Vec::new();
+    for ancestor in Path::new(&resolved)
+        .ancestors()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        if ancestor == Path::new("/") {
+            continue;
+        }
+        if state
+            .root
+            .try_lstat(ancestor)
+            .map_err(fs_err(location))?
+            .is_none()
+        {
+            state
+                .root
+                .create_dir_all(ancestor, 0o755)
+                .map_err(fs_err(location))?;
+            state
+                .root
+                .chown(ancestor, user.uid, user.gid)
+                .map_err(fs_err(location))?;
+            created.push(ancestor.to_path_buf());
+        }
+    }
+    let changes = record(state, &created, false, location)?;
+    Ok(changes_outcome(changes, created_by))
+}
+
+/// Changes for paths the step wrote, unless `--single-snapshot` defers them to the stage's end.
+fn record(
+    state: &mut StageState,
+    paths: &[PathBuf],
+    recursive: bool,
+    location: &str,
+) -> Result<Changes, BuildError> {
+    if paths.is_empty() {
+        return Ok(Changes::new());
+    }
+    if state.exec.request.single_snapshot {
+        state.pending_single = true;
+        return Ok(Changes::new());
+    }
+    state
+        .snapshotter
+        .record(&state.root, paths, recursive)
+        .map_err(fs_err(location))
+}
+
+fn run_instruction(
+    state: &mut StageState,
+    run: &crate::dockerfile::instructions::Run,
+    location: &str,
+) -> Result<Outcome, BuildError> {
+    if !run.mounts.is_empty() {
+        return Err(not_supported("RUN --mount"));
+    }
+    if run.network.is_some() || run.security.is_some() {
+        return Err(not_supported("RUN --network and --security"));
+    }
+    let argv = match &run.command {
+        CommandLine::Exec(argv) => argv.clone(),
+        CommandLine::Shell(line) => {
+            let mut argv = shell(state);
+            argv.push(heredoc_script(line, &run.heredocs, location)?);
+            argv
+        }
+    };
+    let args = state.env.visible_args();
+    let mut created_by = String::from("RUN ");
+    if !args.is_empty() {
+        created_by.push_str(&format!("|{} ", args.len()));
+        for (k, v) in &args {
+            created_by.push_str(&format!("{k}={v} "));
+        }
+    }
+    created_by.push_str(&argv.join(" "));
+    let user = current_user(state, location)?;
+    let request = state.exec.request;
+    state.run_counter += 1;
+    let spec = RunSpec {
+        rootfs: state.rootfs.clone(),
+        argv: argv.clone(),
+        env: state.env.run_env(),
+        cwd: current_workdir(state),
+        user,
+        isolation: request.isolation,
+        scratch: state
+            .exec
+            .work
+            .join("scratch")
+            .join(format!("{}-{}", state.index, state.run_counter)),
+        helper: request.sandbox_helper.clone(),
+        hostname: "kbuild".into(),
+    };
+    let raw = request.raw_run_output;
+    let outcome = exec::run(&spec, &mut |line| {
+        if raw {
+            eprintln!("{line}");
+        } else {
+            tracing::info!(target: "run", "{line}");
+        }
+    })
+    .map_err(|source| BuildError::Exec {
+        location: location.to_string(),
+        source,
+    })?;
+    if outcome.isolation != Isolation::Namespaces {
+        tracing::warn!("{location}: RUN isolated by {} only", outcome.isolation);
+    }
+    if outcome.exit_code != 0 {
+        return Err(BuildError::RunFailed {
+            location: location.to_string(),
+            command: argv.join(" "),
+            exit_code: outcome.exit_code,
+            tail: outcome.tail,
+        });
+    }
+    let changes = if request.single_snapshot {
+        state.pending_single = true;
+        Changes::new()
+    } else {
+        state
+            .snapshotter
+            .snapshot(&state.root)
+            .map_err(fs_err(location))?
+    };
+    Ok(Outcome::Changes {
+        changes,
+        created_by,
+        exit_code: Some(outcome.exit_code),
+        isolation: Some(outcome.isolation),
+    })
+}
+
+/// The shell script of a RUN with heredocs: a command that is only `<<EOF` runs the body itself;
+/// otherwise the bodies follow the command line, where the shell reads them as heredocs.
+fn heredoc_script(
+    line: &str,
+    heredocs: &[crate::dockerfile::instructions::Heredoc],
+    location: &str,
+) -> Result<String, BuildError> {
+    if heredocs.is_empty() {
+        return Ok(line.to_string());
+    }
+    if heredocs.len() == 1 && line.trim() == heredocs[0].marker() {
+        let body = heredocs[0].body();
+        if body.starts_with("#!") {
+            return Err(instruction_err(
+                location,
+                "a RUN heredoc with a #! interpreter line is not supported yet\nhint: run the \
+                 interpreter explicitly: RUN python3 <<EOF",
+            ));
+        }
+        return Ok(body);
+    }
+    let mut script = line.to_string();
+    for h in heredocs {
+        script.push('\n');
+        script.push_str(&h.content);
+        if !h.content.ends_with('\n') && !h.content.is_empty() {
+            script.push('\n');
+        }
+        script.push_str(&h.name);
+    }
+    Ok(script)
+}
+
+/// The tree a COPY reads from: the context, a finished stage, or an image.
+fn source_tree<'a>(
+    state: &StageState<'a>,
+    from: Option<&str>,
+    location: &str,
+    images: &mut BTreeMap<String, PathBuf>,
+    finished: &BTreeMap<usize, Finished>,
+) -> Result<SourceTree<'a>, BuildError> {
+    let exec = state.exec;
+    let Some(from) = from else {
+        return Ok(SourceTree {
+            root: Root::open(&exec.context.root).map_err(fs_err(location))?,
+            ignore: Some(&exec.context.ignore),
+            keep_owner: false,
+            name: "the build context".into(),
+        });
+    };
+    let stage = stage_index(exec.dockerfile, from, state.index);
+    let (dir, name) = match stage {
+        Some(i) => {
+            let done = finished.get(&i).ok_or_else(|| {
+                instruction_err(location, format!("stage {from} has not been built"))
+            })?;
+            (done.rootfs.clone(), format!("stage {from}"))
+        }
+        None => {
+            let line = location
+                .rsplit(':')
+                .next()
+                .and_then(|l| l.parse().ok())
+                .unwrap_or(0);
+            (
+                exec.image_rootfs(from, line, images)?,
+                format!("image {from}"),
+            )
+        }
+    };
+    Ok(SourceTree {
+        root: Root::open(&dir).map_err(fs_err(location))?,
+        ignore: None,
+        keep_owner: true,
+        name,
+    })
+}
+
+/// The index of the stage `--from` names (name, case-insensitive, or index), if it is one.
+fn stage_index(df: &Dockerfile, from: &str, current: usize) -> Option<usize> {
+    if let Ok(i) = from.parse::<usize>() {
+        return (i < current).then_some(i);
+    }
+    let lower = from.to_ascii_lowercase();
+    df.stages[..current]
+        .iter()
+        .position(|s| s.from.node.name.as_deref() == Some(lower.as_str()))
+}
+
+/// Parses `--chown` against the destination rootfs: names from its /etc/passwd and /etc/group,
+/// and a user alone means the same number as group (Docker's rule).
+fn parse_chown(state: &StageState, chown: &str, location: &str) -> Result<(u32, u32), BuildError> {
+    let (user, group) = match chown.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (chown, None),
+    };
+    let passwd = read_rootfs_file(&state.root, "/etc/passwd");
+    let groups = read_rootfs_file(&state.root, "/etc/group");
+    let user_err = |source| BuildError::User {
+        location: location.to_string(),
+        source,
+    };
+    let uid = exec::user::resolve(user, &passwd, &groups)
+        .map_err(user_err)?
+        .uid;
+    let gid = match group {
+        None | Some("") => uid,
+        Some(g) => {
+            exec::user::resolve(&format!("{uid}:{g}"), &passwd, &groups)
+                .map_err(user_err)?
+                .gid
+        }
+    };
+    Ok((uid, gid))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn copy_into(
+    state: &mut StageState,
+    tree: &SourceTree,
+    sources: &[Source],
+    dest: &str,
+    chown: &Option<String>,
+    chmod: &Option<String>,
+    unpack: bool,
+    location: &str,
+) -> Result<Changes, BuildError> {
+    let chown = chown
+        .as_deref()
+        .map(|c| parse_chown(state, c, location))
+        .transpose()?;
+    let chmod = chmod
+        .as_deref()
+        .map(|m| {
+            u32::from_str_radix(m, 8)
+                .map_err(|_| instruction_err(location, format!("invalid --chmod {m:?}: not octal")))
+        })
+        .transpose()?;
+    let patterns: Vec<String> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(p) => Some(p.clone()),
+            Source::Heredoc(_) => None,
+        })
+        .collect();
+    let inline: Vec<(String, String)> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Heredoc(h) => Some((h.name.clone(), h.body())),
+            Source::Path(_) => None,
+        })
+        .collect();
+    let workdir = current_workdir(state);
+    let request = CopyRequest {
+        patterns: &patterns,
+        inline: &inline,
+        dest,
+        workdir: &workdir,
+        chown,
+        chmod,
+        unpack,
+    };
+    let copied = copy::copy(tree, &state.root, &request).map_err(|source| BuildError::Copy {
+        location: location.to_string(),
+        source,
+    })?;
+    state.copied_sources = copied.sources;
+    let mut changes = record(state, &copied.created_dirs, false, location)?;
+    for (path, change) in record(state, &copied.written, true, location)?.iter() {
+        changes.insert(path, change.clone());
+    }
+    Ok(changes)
+}
+
+fn add(
+    state: &mut StageState,
+    add: &crate::dockerfile::instructions::Add,
+    location: &str,
+    created_by: String,
+) -> Result<Outcome, BuildError> {
+    let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
+    let urls: Vec<&str> = add
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(p) if is_url(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    if add
+        .sources
+        .iter()
+        .any(|s| matches!(s, Source::Path(p) if p.starts_with("git@") || p.ends_with(".git")))
+    {
+        return Err(not_supported("ADD from a git repository"));
+    }
+    if !urls.is_empty() && urls.len() != add.sources.len() {
+        return Err(instruction_err(
+            location,
+            "ADD mixes URLs and local sources\nhint: use one ADD per URL",
+        ));
+    }
+    if urls.is_empty() {
+        let tree = SourceTree {
+            root: Root::open(&state.exec.context.root).map_err(fs_err(location))?,
+            ignore: Some(&state.exec.context.ignore),
+            keep_owner: false,
+            name: "the build context".into(),
+        };
+        let unpack = add.unpack.unwrap_or(true);
+        let changes = copy_into(
+            state,
+            &tree,
+            &add.sources,
+            &add.dest,
+            &add.chown,
+            &add.chmod,
+            unpack,
+            location,
+        )?;
+        return Ok(changes_outcome(changes, created_by));
+    }
+    let dir = state.exec.work.join("downloads").join(format!(
+        "{}-{}",
+        state.index,
+        state.report.instructions.len()
+    ));
+    std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
+        path: dir.clone(),
+        source,
+    })?;
+    let mut names = Vec::new();
+    for url in &urls {
+        let name = super::download::fetch(state.exec, url, add.checksum.as_deref(), &dir)
+            .map_err(|message| instruction_err(location, message))?;
+        names.push(Source::Path(name));
+    }
+    let tree = SourceTree {
+        root: Root::open(&dir).map_err(fs_err(location))?,
+        ignore: None,
+        keep_owner: false,
+        name: "the downloaded files".into(),
+    };
+    let chmod = add.chmod.clone().or(Some("600".into()));
+    let changes = copy_into(
+        state,
+        &tree,
+        &names,
+        &add.dest,
+        &add.chown,
+        &chmod,
+        add.unpack.unwrap_or(false),
+        location,
+    )?;
+    Ok(changes_outcome(changes, created_by))
+}
+
+/// Under `--single-snapshot`: one layer with everything the stage changed.
+pub(super) fn finish_single_snapshot(state: &mut StageState) -> Result<(), BuildError> {
+    if !state.pending_single {
+        return Ok(());
+    }
+    let location = format!("{} stage {}", state.exec.dockerfile.file, state.name);
+    let changes = state
+        .snapshotter
+        .snapshot(&state.root)
+        .map_err(fs_err(&location))?;
+    state.pending_single = false;
+    state
+        .exec
+        .write_stage_layer(state, &changes, "kbuild --single-snapshot", &location)?;
+    Ok(())
+}
+
+/// True when `pattern` (absolute, may hold wildcards) names something in `root`.
+pub(super) fn source_exists(root: &Root, pattern: &str) -> bool {
+    let rel = clean(&format!("/{pattern}"));
+    let rel = rel.trim_start_matches('/');
+    if rel.is_empty() {
+        return true;
+    }
+    if !glob::has_wildcard(rel) {
+        return root.stat(rel).is_ok();
+    }
+    fn walk(root: &Root, dir: &Path, parts: &[&str]) -> bool {
+        let Some((first, rest)) = parts.split_first() else {
+            return true;
+        };
+        let listing = if dir.as_os_str().is_empty() {
+            root.read_dir(".")
+        } else {
+            root.read_dir(dir)
+        };
+        let Ok(names) = listing else {
+            return false;
+        };
+        names.iter().any(|name| {
+            let name = name.to_string_lossy();
+            glob::matches(first, &name).unwrap_or(false) && {
+                let path = dir.join(name.as_ref());
+                rest.is_empty()
+                    || (root.stat(&path).is_ok_and(|s| s.kind == FileKind::Dir)
+                        && walk(root, &path, rest))
+            }
+        })
+    }
+    let parts: Vec<&str> = rel.split('/').collect();
+    walk(root, Path::new(""), &parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dockerfile::instructions::Heredoc;
+
+    fn heredoc(name: &str, content: &str) -> Heredoc {
+        Heredoc {
+            name: name.into(),
+            fd: None,
+            expand: true,
+            chomp: false,
+            content: content.into(),
+        }
+    }
+
+    #[test]
+    fn heredoc_only_runs_its_body_and_others_follow_the_command() {
+        let only = heredoc_script("<<EOF", &[heredoc("EOF", "echo hi\n")], "x").unwrap();
+        assert_eq!(only, "echo hi\n");
+        let piped = heredoc_script("cat <<EOF > /f", &[heredoc("EOF", "a\nb\n")], "x").unwrap();
+        assert_eq!(piped, "cat <<EOF > /f\na\nb\nEOF");
+        let err = heredoc_script("<<EOF", &[heredoc("EOF", "#!/usr/bin/env python3\n")], "x");
+        assert!(err.is_err());
+    }
+}

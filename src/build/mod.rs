@@ -1,0 +1,326 @@
+//! The executor: a context and a Dockerfile in, an image (pushed, saved, or both) out
+//! (DESIGN.md decisions 1, 2 and 9).
+//!
+//! Every stage builds in a directory of its own under the build's work directory, never in `/`:
+//! its rootfs starts as the base image's layers (or the producer stage's layers, re-applied, so the
+//! rootfs always equals its layer stack), RUN executes inside it through [`crate::exec`], COPY and
+//! ADD write into it through [`crate::fs::Root`], and each step's changes become one layer.
+//! `COPY --from` reads the producer stage's finished rootfs; right after a producer stage ends,
+//! every path a later stage will copy from it is checked, so a missing file fails the build at its
+//! cause, not three stages later (the Kaniko bug of CONTEXT.md section 2 cannot happen).
+//!
+//! Left out here (see the README's flag table): the layer cache (`--cache`), building independent
+//! stages in parallel (stages build one after another, in Dockerfile order), and ADD from git.
+
+mod copy;
+mod download;
+mod glob;
+mod instructions;
+pub mod report;
+mod stage;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::context::{BuildContext, ContextError, ContextSpec};
+use crate::dockerfile::ParseError;
+use crate::exec::{ExecError, Isolation, UserError};
+use crate::fs::{FsError, IgnoreList, LayerOptions, SnapshotMode};
+use crate::image::{ImageError, Publish, PublishError};
+use crate::plan::{Plan, PlanError, PlanOptions};
+use crate::platform::Platform;
+use crate::registry::{BlobStore, Keychain, RegistryClient, RegistryError, RegistryOptions};
+
+pub use copy::CopyError;
+pub use report::Report;
+
+/// Everything a build needs, parsed from the command line.
+#[derive(Debug, Clone)]
+pub struct BuildRequest {
+    pub context: ContextSpec,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub platform: Platform,
+    pub skip_unused_stages: bool,
+    /// `--label KEY=VALUE`, added to the final image.
+    pub labels: Vec<(String, String)>,
+    /// `--kaniko-dir`; None picks the default (see [`work_root`]).
+    pub work_dir: Option<PathBuf>,
+    /// Where base image blobs are kept between builds; None keeps them in the work directory.
+    pub cache_dir: Option<PathBuf>,
+    pub cleanup: bool,
+    pub snapshot_mode: SnapshotMode,
+    pub ignore: IgnoreList,
+    pub layer: LayerOptions,
+    pub single_snapshot: bool,
+    pub isolation: Isolation,
+    /// `--reproducible`: also fixes the config's `created` and history times.
+    pub reproducible: bool,
+    pub registry: RegistryOptions,
+    pub publish: Publish,
+    pub skip_push_permission_check: bool,
+    /// `--report`: a file, or a directory for `report.json`.
+    pub report: Option<PathBuf>,
+    /// Print RUN output as raw lines (text logs) instead of log events (JSON logs).
+    pub raw_run_output: bool,
+    /// The kbuild binary that provides the RUN sandbox; None is the running executable.
+    pub sandbox_helper: Option<PathBuf>,
+}
+
+/// A finished build.
+#[derive(Debug, Clone)]
+pub struct BuildOutcome {
+    pub digest: crate::digest::Digest,
+    pub report_path: PathBuf,
+}
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Context(#[from] ContextError),
+    #[error(transparent)]
+    Dockerfile(#[from] ParseError),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error("{location}: {source}")]
+    Fs {
+        location: String,
+        #[source]
+        source: FsError,
+    },
+    #[error("{location}: {source}")]
+    Copy {
+        location: String,
+        #[source]
+        source: CopyError,
+    },
+    #[error("{location}: {source}")]
+    Exec {
+        location: String,
+        #[source]
+        source: ExecError,
+    },
+    #[error("{location}: {source}")]
+    User {
+        location: String,
+        #[source]
+        source: UserError,
+    },
+    #[error("{location}: {message}")]
+    Instruction { location: String, message: String },
+    #[error(
+        "{location}: `{command}` returned a non-zero code: {exit_code}{}",
+        tail_text(tail)
+    )]
+    RunFailed {
+        location: String,
+        command: String,
+        exit_code: i32,
+        tail: Vec<String>,
+    },
+    #[error("{}", missing_text(.0))]
+    MissingCrossStageSource(Box<MissingSource>),
+    #[error("{what} is not supported yet\nhint: {hint}")]
+    NotSupported { what: String, hint: String },
+    #[error("work directory {path}: {source}")]
+    WorkDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl BuildError {
+    /// The exit code a RUN failure hands on (Kaniko's behaviour), if this is one.
+    pub fn run_exit_code(&self) -> Option<i32> {
+        match self {
+            BuildError::RunFailed { exit_code, .. } => Some(*exit_code),
+            _ => None,
+        }
+    }
+}
+
+fn tail_text(tail: &[String]) -> String {
+    if tail.is_empty() {
+        return String::new();
+    }
+    format!("\nlast output lines:\n  {}", tail.join("\n  "))
+}
+
+/// A cross-stage source that its producer stage did not make.
+#[derive(Debug, Clone)]
+pub struct MissingSource {
+    pub producer: String,
+    pub consumer: String,
+    pub path: String,
+    /// `Dockerfile:12: COPY --from=builder ...`.
+    pub needed_by: String,
+    /// The producer's instructions that touched the path's closest existing parent, latest last.
+    pub suspects: Vec<String>,
+    /// The layers applied in the producer stage: (instruction, layer digest or "no layer").
+    pub layers: Vec<(String, String)>,
+}
+
+fn missing_text(m: &MissingSource) -> String {
+    let mut text = format!(
+        "stage {} did not produce {}, which stage {} copies ({})",
+        m.producer, m.path, m.consumer, m.needed_by
+    );
+    if m.suspects.is_empty() {
+        text.push_str(&format!(
+            "\nno instruction of stage {} wrote anywhere under that path",
+            m.producer
+        ));
+    } else {
+        text.push_str(&format!(
+            "\nthe instruction that should have made it: {}",
+            m.suspects.join("; ")
+        ));
+    }
+    text.push_str(&format!("\nlayers applied in stage {}:", m.producer));
+    for (instruction, layer) in &m.layers {
+        text.push_str(&format!("\n  {layer}  {instruction}"));
+    }
+    text.push_str(
+        "\nhint: check that the RUN writing it succeeded and wrote to that exact path (run the \
+         producer stage alone with --target to look)",
+    );
+    text
+}
+
+/// The directory builds happen in: `--kaniko-dir`/`KANIKO_DIR`, else `/kaniko` inside a
+/// container (as Kaniko), else a new temporary directory.
+pub fn work_root(requested: Option<&Path>) -> PathBuf {
+    if let Some(dir) = requested {
+        return dir.to_path_buf();
+    }
+    let in_container = std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+        || Path::new("/.dockerenv").exists()
+        || Path::new("/run/.containerenv").exists();
+    if in_container {
+        PathBuf::from("/kaniko")
+    } else {
+        std::env::temp_dir().join("kbuild")
+    }
+}
+
+/// Runs a build. The report is written whether the build succeeds or fails.
+pub async fn build(request: BuildRequest) -> Result<BuildOutcome, BuildError> {
+    let started = Instant::now();
+    let root = work_root(request.work_dir.as_deref());
+    std::fs::create_dir_all(&root).map_err(|source| BuildError::WorkDir {
+        path: root.clone(),
+        source,
+    })?;
+    // One directory per build, so two builds sharing a work root never meet.
+    let work = tempfile::Builder::new()
+        .prefix("build-")
+        .tempdir_in(&root)
+        .map_err(|source| BuildError::WorkDir {
+            path: root.clone(),
+            source,
+        })?;
+    let work_path = work.path().to_path_buf();
+    let report_path = report_location(request.report.as_deref(), &root);
+    let mut report = Report::new(&request);
+    let result = build_in(&request, &work_path, &mut report).await;
+    report.finish(&result, started.elapsed());
+    if let Err(e) = report.write(&report_path) {
+        tracing::warn!(
+            "could not write the build report {}: {e}",
+            report_path.display()
+        );
+    } else {
+        tracing::info!("build report: {}", report_path.display());
+    }
+    if request.cleanup {
+        drop(work);
+    } else {
+        // Kept for inspection (Kaniko keeps /kaniko too); `--cleanup` removes it.
+        let _ = work.keep();
+    }
+    result.map(|digest| BuildOutcome {
+        digest,
+        report_path,
+    })
+}
+
+pub fn report_location(requested: Option<&Path>, work_root: &Path) -> PathBuf {
+    match requested {
+        Some(p) if p.as_os_str().is_empty() => work_root.join("report.json"),
+        Some(p) if p.is_dir() || p.to_string_lossy().ends_with('/') => p.join("report.json"),
+        Some(p) => p.to_path_buf(),
+        None => work_root.join("report.json"),
+    }
+}
+
+async fn build_in(
+    request: &BuildRequest,
+    work: &Path,
+    report: &mut Report,
+) -> Result<crate::digest::Digest, BuildError> {
+    let context = BuildContext::open(&request.context)?;
+    let text =
+        std::fs::read_to_string(&context.dockerfile).map_err(|source| ContextError::Read {
+            path: context.dockerfile.clone(),
+            source,
+        })?;
+    let name = context
+        .dockerfile
+        .strip_prefix(&context.root)
+        .unwrap_or(&context.dockerfile)
+        .display()
+        .to_string();
+    let dockerfile = crate::dockerfile::parse(&text, &name)?;
+    let plan = Plan::new(
+        &dockerfile,
+        &PlanOptions {
+            build_args: request.build_args.clone(),
+            target: request.target.clone(),
+            platform: request.platform.clone(),
+            build_platform: Platform::host(),
+        },
+    )?;
+    for warning in &plan.warnings {
+        tracing::warn!("{warning}");
+    }
+    report.plan(&plan);
+    let keychain = Keychain::from_env().map_err(RegistryError::from)?;
+    let client = RegistryClient::new(request.registry.clone(), keychain);
+    if request.publish.push
+        && !request.publish.destinations.is_empty()
+        && !request.skip_push_permission_check
+    {
+        crate::registry::check_push_permissions(&client, &request.publish.destinations).await?;
+    }
+    let store_dir = match &request.cache_dir {
+        Some(dir) if dir.is_dir() => dir.clone(),
+        _ => work.join("store"),
+    };
+    let store = BlobStore::open(&store_dir).map_err(RegistryError::from)?;
+    let handle = tokio::runtime::Handle::current();
+    let executor = stage::Executor {
+        request,
+        context: &context,
+        dockerfile: &dockerfile,
+        plan: &plan,
+        work,
+        store: &store,
+        client: &client,
+        handle,
+    };
+    let (image, stage_reports) = tokio::task::block_in_place(|| executor.run_stages());
+    report.stages = stage_reports;
+    let image = image?;
+    crate::image::publish(&client, &store, &image, &request.publish).await?;
+    tracing::info!("built image {}", image.digest);
+    Ok(image.digest)
+}
