@@ -22,8 +22,9 @@ pub(crate) struct Prepared {
     rootfs: PathBuf,
     /// rootfs-relative paths created, in creation order.
     created: Vec<(String, bool)>,
-    /// (rootfs-relative dir, atime, mtime) to restore after removal.
-    times: Vec<(String, TimeSpec, TimeSpec)>,
+    /// Parents of created entries: (rootfs-relative dir, atime and mtime before kbuild touched
+    /// it, mtime once the mount points existed).
+    times: Vec<(String, TimeSpec, TimeSpec, Option<TimeSpec>)>,
     /// (private host file, rootfs-relative target) to bind-mount.
     pub files: Vec<(PathBuf, String)>,
 }
@@ -76,7 +77,7 @@ fn kind_at(dir: &OwnedFd, name: &str) -> Result<Kind, nix::Error> {
 
 impl Prepared {
     fn remember_times(&mut self, dir_rel: &str) -> Result<(), ExecError> {
-        if self.times.iter().any(|(d, _, _)| d == dir_rel) {
+        if self.times.iter().any(|(d, ..)| d == dir_rel) {
             return Ok(());
         }
         let meta = std::fs::symlink_metadata(super::host_path(&self.rootfs, dir_rel))
@@ -85,8 +86,17 @@ impl Prepared {
             dir_rel.to_string(),
             TimeSpec::new(meta.atime(), meta.atime_nsec()),
             TimeSpec::new(meta.mtime(), meta.mtime_nsec()),
+            None,
         ));
         Ok(())
+    }
+
+    /// Notes each touched parent's mtime once everything is created: if it is the same after the
+    /// RUN, the RUN did not change the directory and its original mtime comes back.
+    fn note_prepared_times(&mut self) {
+        for (rel, _, _, after) in &mut self.times {
+            *after = mtime_of(&super::host_path(&self.rootfs, rel));
+        }
     }
 
     /// Makes sure `parent/name` exists as a directory (or a regular file when `dir` is false).
@@ -124,6 +134,11 @@ impl Prepared {
 
     /// Removes what [`prepare`] created and restores the parents' times.
     pub(crate) fn cleanup(self) -> Result<(), ExecError> {
+        let observed: Vec<Option<TimeSpec>> = self
+            .times
+            .iter()
+            .map(|(rel, ..)| mtime_of(&super::host_path(&self.rootfs, rel)))
+            .collect();
         for (rel, dir) in self.created.iter().rev() {
             let (parent, name) = rel.rsplit_once('/').unwrap_or(("", rel));
             let parent_fd = open_dir(&self.rootfs, if parent.is_empty() { "/" } else { parent })?;
@@ -139,8 +154,14 @@ impl Prepared {
                 Err(e) => return Err(err(rel, e)),
             }
         }
-        for (rel, atime, mtime) in &self.times {
+        for ((rel, atime, original, after), observed) in self.times.iter().zip(observed) {
             let path = super::host_path(&self.rootfs, rel);
+            // A RUN that changed the directory itself keeps its mtime; otherwise the original.
+            let mtime = match observed {
+                Some(seen) if Some(seen) != *after => seen,
+                _ => *original,
+            };
+            let mtime = &mtime;
             // The directory may be gone if the RUN removed it; that is the RUN's change.
             if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                 utimensat(
@@ -155,6 +176,12 @@ impl Prepared {
         }
         Ok(())
     }
+}
+
+fn mtime_of(path: &Path) -> Option<TimeSpec> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| TimeSpec::new(m.mtime(), m.mtime_nsec()))
 }
 
 /// Creates the mount points a sandbox needs in `rootfs`, and private copies of resolv.conf and
@@ -172,7 +199,10 @@ pub(crate) fn prepare(
     };
     let result = prepare_into(&mut prepared, scratch, hostname);
     match result {
-        Ok(()) => Ok(prepared),
+        Ok(()) => {
+            prepared.note_prepared_times();
+            Ok(prepared)
+        }
         Err(e) => {
             let _ = prepared.cleanup();
             Err(e)

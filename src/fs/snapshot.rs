@@ -3,8 +3,10 @@
 //! A [`Snapshotter`] holds the [`Index`] of the rootfs as the last step left it. After the next
 //! step, [`Snapshotter::snapshot`] walks again and compares path by path (both walks come out in
 //! path order, so the comparison is a merge, not a lookup per path); the new walk becomes the
-//! index for the step after. A path counts as changed when any of its inode, ctime, mtime, size,
-//! mode, owner, device number, kind or link target differs. ctime cannot be set from user
+//! index for the step after. A path counts as changed when any of its inode, ctime (not for
+//! directories, whose ctime moves with every entry added or removed, entries that are compared
+//! themselves), mtime, size, mode, owner, device number, kind or link target differs. ctime
+//! cannot be set from user
 //! space, so a step that rewrites a file and restores its mtime is still caught; extended
 //! attribute changes update ctime too.
 //!
@@ -387,7 +389,12 @@ fn diff(root: &Root, old: &Index, new: &Index, full: bool) -> Result<Changes, Fs
 
 fn metadata_differs(was: &Meta, now: &Meta) -> bool {
     let (a, b) = (&was.stat, &now.stat);
-    (a.ino, a.dev, a.ctime, a.mtime, a.size) != (b.ino, b.dev, b.ctime, b.mtime, b.size)
+    // A directory's ctime moves whenever an entry is added or removed, including the mount
+    // points the RUN sandbox creates and removes again; the entries themselves are compared one
+    // by one, so for directories ctime would only report kbuild's own bookkeeping.
+    let ctime_differs = a.ctime != b.ctime && b.kind != FileKind::Dir;
+    ctime_differs
+        || (a.ino, a.dev, a.mtime, a.size) != (b.ino, b.dev, b.mtime, b.size)
         || (a.mode, a.uid, a.gid, a.rdev, a.nlink) != (b.mode, b.uid, b.gid, b.rdev, b.nlink)
         || was.link != now.link
 }

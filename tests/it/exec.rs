@@ -260,3 +260,24 @@ fn rootfs_listing(dir: &Path) -> Vec<String> {
     names.sort();
     names
 }
+
+#[test]
+fn run_that_writes_into_etc_keeps_the_directory_mtime_it_caused() {
+    use std::os::unix::fs::MetadataExt;
+    let sb = Sandbox::new();
+    rootfs::with_users(&sb.rootfs());
+    let etc = sb.rootfs().join("etc");
+    let old = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+    std::fs::File::open(&etc)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let (outcome, _) = sb.sh("echo x > /etc/new-file");
+    assert_eq!(outcome.exit_code, 0);
+    let mtime = std::fs::metadata(&etc).unwrap().mtime();
+    assert!(
+        mtime > 1_000_000,
+        "the RUN changed /etc, so its mtime is not rolled back"
+    );
+    assert!(!etc.join("resolv.conf").exists() && etc.join("new-file").exists());
+}

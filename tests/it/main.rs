@@ -1,5 +1,6 @@
 //! kbuild's integration tests: one test binary, one module per area, sharing the harness.
 
+mod build;
 mod cli;
 mod dockerfile;
 mod exec;
