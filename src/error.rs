@@ -22,6 +22,10 @@ pub enum Error {
     #[error("{0}")]
     Usage(String),
 
+    /// The rootfs engine failed: extraction, a snapshot or a layer.
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -36,7 +40,7 @@ impl Error {
     pub fn exit_code(&self) -> ExitCode {
         ExitCode::from(match self {
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } => EXIT_FAILURE,
+            Error::Io { .. } | Error::Fs(_) => EXIT_FAILURE,
         })
     }
 }

@@ -23,6 +23,7 @@ mod error;
 mod extract;
 mod index;
 mod layer;
+mod pargzip;
 mod resolve;
 mod root;
 mod snapshot;
