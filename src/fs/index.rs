@@ -192,10 +192,11 @@ fn assemble(results: &mut HashMap<Vec<u8>, Vec<Child>>, dir: &[u8], out: &mut Ve
     };
     for child in children {
         let key = join(dir, &child.name);
-        let descend = child.meta.stat.kind == FileKind::Dir;
-        out.push((key.clone().into_boxed_slice(), child.meta));
-        if descend {
+        if child.meta.stat.kind == FileKind::Dir {
+            out.push((key.clone().into_boxed_slice(), child.meta));
             assemble(results, &key, out);
+        } else {
+            out.push((key.into_boxed_slice(), child.meta));
         }
     }
 }

@@ -19,6 +19,7 @@
 //! Privileged system calls (`mknod`, `chown`, `setxattr`) go through the [`Sys`] seam so the logic
 //! around them can be tested without privileges.
 
+mod at;
 mod error;
 mod extract;
 mod index;
