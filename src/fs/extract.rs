@@ -67,6 +67,8 @@ pub struct ExtractReport {
 }
 
 const OPAQUE: &[u8] = b".wh..wh..opq";
+/// Long extractions say how far they got this often (Tekton logs show no progress bars).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const WHITEOUT: &[u8] = b".wh.";
 
 /// Applies the layer read from `reader` (gzip, zstd or uncompressed tar) to `root`.
@@ -136,6 +138,7 @@ pub fn extract_layer<R: Read>(
         dirs: Vec::new(),
         buf: vec![0u8; 128 * 1024],
     };
+    let mut last_log = Instant::now();
     loop {
         let header = match tar.next_entry() {
             Ok(Some(h)) => h,
@@ -144,6 +147,14 @@ pub fn extract_layer<R: Read>(
         };
         ex.apply(&header, &mut tar)?;
         ex.report.entries += 1;
+        if ex.report.entries.is_multiple_of(1024) && last_log.elapsed() >= PROGRESS_EVERY {
+            last_log = Instant::now();
+            tracing::info!(
+                "extracting layer {layer}: {} entries, {:.1} MB so far",
+                ex.report.entries,
+                ex.report.bytes as f64 / 1e6
+            );
+        }
     }
     ex.finish_dirs()?;
     // Read what follows the end-of-archive blocks, so the diffID covers the whole stream and the

@@ -174,7 +174,17 @@ pub fn write_layer<W: Write>(
             plan.entry(ancestor).or_insert(None);
         }
     }
+    let mut last_log = Instant::now();
     for (path, kind) in plan {
+        if w.entries.is_multiple_of(1024) && last_log.elapsed() >= std::time::Duration::from_secs(5)
+        {
+            last_log = Instant::now();
+            tracing::info!(
+                "writing layer: {} entries so far, at /{}",
+                w.entries,
+                path.display()
+            );
+        }
         let result = match kind {
             Some(ChangeKind::Deleted) => w.whiteout(path),
             Some(ChangeKind::Opaque) => w.path(path).and_then(|()| w.opaque(path)),
