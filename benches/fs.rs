@@ -356,7 +356,10 @@ fn main() {
     if args.first().map(String::as_str) == Some("--phase") {
         return phase(&args[1..]);
     }
-    if args.iter().any(|a| a == "--list") {
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and must not spend minutes
+    // and gigabytes here.
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!("run with `cargo bench --bench fs`");
         return;
     }
     let base = std::env::var_os("KBUILD_BENCH_DIR").map_or_else(std::env::temp_dir, PathBuf::from);
