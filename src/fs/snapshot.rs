@@ -261,6 +261,13 @@ impl Snapshotter {
         &self.ignore
     }
 
+    /// Changes the ignore list, for example to add a mount point one RUN gets. Paths ignored
+    /// now but indexed before are neither reported nor whited out; they are dropped from the
+    /// index at the next snapshot.
+    pub fn ignore_list_mut(&mut self) -> &mut IgnoreList {
+        &mut self.ignore
+    }
+
     /// Walks the rootfs, returns what changed since the last snapshot, and makes the new walk
     /// the index for the next one.
     pub fn snapshot(&mut self, root: &Root) -> Result<Changes, FsError> {
@@ -268,7 +275,7 @@ impl Snapshotter {
         let full = self.mode == SnapshotMode::Full;
         let ignore = &self.ignore;
         let new = Index::take(root, &|k| ignore.contains_key(k), full, 0)?;
-        let changes = diff(root, &self.index, &new, full)?;
+        let changes = diff(root, &self.index, &new, full, &|k| ignore.contains_key(k))?;
         tracing::info!(
             "snapshot of {} paths: {} added, {} changed, {} deleted in {:.2}s",
             new.len(),
@@ -350,7 +357,13 @@ impl Snapshotter {
 }
 
 /// Compares two indexes of the same rootfs, in one ordered pass.
-fn diff(root: &Root, old: &Index, new: &Index, full: bool) -> Result<Changes, FsError> {
+fn diff(
+    root: &Root,
+    old: &Index,
+    new: &Index,
+    full: bool,
+    ignored: &dyn Fn(&[u8]) -> bool,
+) -> Result<Changes, FsError> {
     use std::cmp::Ordering;
     let mut out = BTreeMap::new();
     let (mut i, mut j) = (0, 0);
@@ -374,7 +387,7 @@ fn diff(root: &Root, old: &Index, new: &Index, full: bool) -> Result<Changes, Fs
             Ordering::Less => {
                 let (key, meta) = &old.entries[i];
                 i += 1;
-                if below(key, covered) || below(key, opaque) {
+                if below(key, covered) || below(key, opaque) || ignored(key) {
                     continue;
                 }
                 out.insert(path_of(key), change(ChangeKind::Deleted, None));
@@ -455,11 +468,17 @@ mod tests {
         let mut tampered = old.clone();
         tampered.entries[0].1.content = Some(Digest::of(b"other"));
         let now = Index::take(&root, &|_| false, true, 0).unwrap();
-        assert!(diff(&root, &old, &now, true).unwrap().is_empty());
-        let found = diff(&root, &tampered, &now, true).unwrap();
+        assert!(
+            diff(&root, &old, &now, true, &|_| false)
+                .unwrap()
+                .is_empty()
+        );
+        let found = diff(&root, &tampered, &now, true, &|_| false).unwrap();
         assert_eq!(found.get(Path::new("f")).unwrap().kind, ChangeKind::Changed);
         assert!(
-            diff(&root, &tampered, &now, false).unwrap().is_empty(),
+            diff(&root, &tampered, &now, false, &|_| false)
+                .unwrap()
+                .is_empty(),
             "redo trusts metadata"
         );
     }
