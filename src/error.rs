@@ -52,6 +52,10 @@ pub enum Error {
         breakpoint: bool,
     },
 
+    /// The rootfs engine failed: extraction, a snapshot or a layer.
+    #[error(transparent)]
+    Fs(#[from] crate::fs::FsError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -76,9 +80,11 @@ impl Error {
                 _ => EXIT_FAILURE,
             },
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
-            Error::Io { .. } | Error::Debug(_) | Error::Registry(_) | Error::Publish(_) => {
-                EXIT_FAILURE
-            }
+            Error::Io { .. }
+            | Error::Fs(_)
+            | Error::Debug(_)
+            | Error::Registry(_)
+            | Error::Publish(_) => EXIT_FAILURE,
             Error::Dockerfile(_) | Error::Plan(_) => EXIT_DOCKERFILE,
         })
     }

@@ -23,7 +23,7 @@
 //! Entry names that are absolute or contain `..`, hard links whose target is, or is missing, or is
 //! a directory, and malformed headers are refused with an error naming the layer and the entry.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::io::{self, BufReader, Cursor, Read, Write};
 use std::os::fd::AsFd;
@@ -67,6 +67,8 @@ pub struct ExtractReport {
 }
 
 const OPAQUE: &[u8] = b".wh..wh..opq";
+/// Long extractions say how far they got this often (Tekton logs show no progress bars).
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 const WHITEOUT: &[u8] = b".wh.";
 
 /// Applies the layer read from `reader` (gzip, zstd or uncompressed tar) to `root`.
@@ -134,8 +136,10 @@ pub fn extract_layer<R: Read>(
         },
         unpacked: HashSet::new(),
         dirs: Vec::new(),
+        dir_index: HashMap::new(),
         buf: vec![0u8; 128 * 1024],
     };
+    let mut last_log = Instant::now();
     loop {
         let header = match tar.next_entry() {
             Ok(Some(h)) => h,
@@ -144,6 +148,14 @@ pub fn extract_layer<R: Read>(
         };
         ex.apply(&header, &mut tar)?;
         ex.report.entries += 1;
+        if ex.report.entries.is_multiple_of(1024) && last_log.elapsed() >= PROGRESS_EVERY {
+            last_log = Instant::now();
+            tracing::info!(
+                "extracting layer {layer}: {} entries, {:.1} MB so far",
+                ex.report.entries,
+                ex.report.bytes as f64 / 1e6
+            );
+        }
     }
     ex.finish_dirs()?;
     // Read what follows the end-of-archive blocks, so the diffID covers the whole stream and the
@@ -205,6 +217,8 @@ struct Extractor<'a> {
     unpacked: HashSet<Vec<u8>>,
     /// Directories whose mode and mtime are set once the layer is in.
     dirs: Vec<(PathBuf, u32, Time)>,
+    /// Where each directory sits in `dirs`: a directory listed twice keeps its last entry.
+    dir_index: HashMap<PathBuf, usize>,
     buf: Vec<u8>,
 }
 
@@ -395,7 +409,14 @@ impl Extractor<'_> {
         let r = self.root.sys().fchown(fd.as_fd(), h.uid, h.gid);
         self.owner(r)?;
         self.xattrs(fd.as_fd(), h)?;
-        self.dirs.push((rel.to_path_buf(), h.mode, mtime(h)));
+        let entry = (rel.to_path_buf(), h.mode, mtime(h));
+        match self.dir_index.get(rel) {
+            Some(&i) => self.dirs[i] = entry,
+            None => {
+                self.dir_index.insert(rel.to_path_buf(), self.dirs.len());
+                self.dirs.push(entry);
+            }
+        }
         Ok(())
     }
 

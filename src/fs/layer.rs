@@ -7,9 +7,10 @@
 //! once, then as hard links to the first path. Sockets are left out (they cannot be
 //! meaningfully recreated). Timestamps follow [`Timestamps`].
 //!
-//! gzip uses flate2's zlib-rs backend (about 3x zlib's speed here) with a fixed header (no name,
-//! no time, OS "unknown"); zstd uses libzstd's worker threads, whose output is the same for any
-//! number of workers, so the digest does not depend on the machine.
+//! gzip is compressed on every core in fixed blocks (see `pargzip`), with flate2's zlib-rs
+//! backend (about 3x zlib's speed here) and a fixed header (no name, no time, OS "unknown");
+//! zstd uses libzstd's worker threads. Both give the same bytes for any number of threads, so
+//! the digest does not depend on the machine.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{self, BufWriter, Read, Write};
@@ -19,6 +20,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use super::error::FsError;
+use super::pargzip::ParGzip;
 use super::root::{self, FileKind, Root};
 use super::snapshot::{ChangeKind, Changes};
 use super::tar_write::{Header, TarWriter, TypeFlag};
@@ -97,7 +99,8 @@ pub struct LayerOptions {
     /// `--compression-level`; -1 is the algorithm's default (gzip 6, zstd 3).
     pub level: i32,
     pub timestamps: Timestamps,
-    /// zstd worker threads; 0 uses every available core.
+    /// Compression threads (gzip and zstd); 0 uses every available core. The output does not
+    /// depend on it.
     pub threads: usize,
     /// Write a layer (an empty tar) even when there are no changes.
     pub allow_empty: bool,
@@ -171,7 +174,17 @@ pub fn write_layer<W: Write>(
             plan.entry(ancestor).or_insert(None);
         }
     }
+    let mut last_log = Instant::now();
     for (path, kind) in plan {
+        if w.entries.is_multiple_of(1024) && last_log.elapsed() >= std::time::Duration::from_secs(5)
+        {
+            last_log = Instant::now();
+            tracing::info!(
+                "writing layer: {} entries so far, at /{}",
+                w.entries,
+                path.display()
+            );
+        }
         let result = match kind {
             Some(ChangeKind::Deleted) => w.whiteout(path),
             Some(ChangeKind::Opaque) => w.path(path).and_then(|()| w.opaque(path)),
@@ -391,7 +404,7 @@ fn parent_prefix(path: &Path) -> Vec<u8> {
 /// The compressor stage of the pipeline.
 enum Encoder<W: Write> {
     None(W),
-    Gzip(flate2::write::GzEncoder<W>),
+    Gzip(ParGzip<W>),
     Zstd(zstd::stream::write::Encoder<'static, W>),
 }
 
@@ -405,11 +418,7 @@ impl<W: Write> Encoder<W> {
                 } else {
                     options.level.min(9)
                 };
-                Encoder::Gzip(
-                    flate2::GzBuilder::new()
-                        .operating_system(255)
-                        .write(inner, flate2::Compression::new(level as u32)),
-                )
+                Encoder::Gzip(ParGzip::new(inner, level as u32, threads(options))?)
             }
             Compression::Zstd => {
                 let level = if options.level == -1 {
@@ -418,13 +427,9 @@ impl<W: Write> Encoder<W> {
                     options.level
                 };
                 let mut e = zstd::stream::write::Encoder::new(inner, level)?;
-                let threads = match options.threads {
-                    0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-                    n => n,
-                };
                 // Always at least one worker: libzstd's multi-threaded format differs from its
                 // single-threaded one, and must not depend on the core count.
-                e.multithread(threads as u32)?;
+                e.multithread(threads(options) as u32)?;
                 e.include_checksum(true)?;
                 Encoder::Zstd(e)
             }
@@ -437,6 +442,13 @@ impl<W: Write> Encoder<W> {
             Encoder::Gzip(e) => e.finish(),
             Encoder::Zstd(e) => e.finish(),
         }
+    }
+}
+
+fn threads(options: &LayerOptions) -> usize {
+    match options.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
     }
 }
 

@@ -18,11 +18,51 @@
 //! and sparse files (no image tool writes them into layers; they are refused, not mangled).
 //! Privileged system calls (`mknod`, `chown`, `setxattr`) go through the [`Sys`] seam so the logic
 //! around them can be tested without privileges.
+//!
+//! How a stage uses it:
+//!
+//! ```no_run
+//! use kbuild::fs::{
+//!     IgnoreList, LayerOptions, Root, SnapshotMode, Snapshotter, Timestamps, extract_layer,
+//!     write_layer,
+//! };
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let base_layers: Vec<(String, std::fs::File)> = Vec::new();
+//! let root = Root::open("/kaniko/stages/0/rootfs")?;
+//! for (digest, blob) in base_layers {
+//!     let report = extract_layer(&root, &digest, blob)?; // check report.diff_id
+//! }
+//! let mut ignore = IgnoreList::from_flags(true, &["/workspace/cache"]);
+//! ignore.add("/proc").add("/dev").add("/sys").add("/etc/resolv.conf");
+//! let mut snap = Snapshotter::new(&root, SnapshotMode::Full, ignore)?;
+//!
+//! // WORKDIR /app, COPY app.conf /app/: write through the root, record what was written.
+//! root.create_dir_all("/app", 0o755)?;
+//! root.write_file("/app/app.conf", b"port=8080\n", 0o644)?;
+//! let copy_changes = snap.record(&root, ["/app"], true)?;
+//!
+//! // RUN ...: the executor runs the command chrooted in root.path(), then:
+//! let run_changes = snap.snapshot(&root)?;
+//! let options = LayerOptions {
+//!     timestamps: Timestamps::from_env(false),
+//!     ..LayerOptions::default()
+//! };
+//! let mut blob = std::io::sink(); // the blob store's writer
+//! match write_layer(&root, &run_changes, &options, &mut blob)? {
+//!     Some(info) => println!("layer {} (diffID {})", info.digest, info.diff_id),
+//!     None => println!("RUN changed nothing: no layer"),
+//! }
+//! # drop(copy_changes);
+//! # Ok(())
+//! # }
+//! ```
 
+mod at;
 mod error;
 mod extract;
 mod index;
 mod layer;
+mod pargzip;
 mod resolve;
 mod root;
 mod snapshot;

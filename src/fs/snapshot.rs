@@ -33,7 +33,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::error::FsError;
-use super::index::{self, Index, Meta};
+use super::index::{self, Index, Key, Meta, key_of, path_of, under};
 use super::root::{self, FileKind, Root};
 
 /// Kaniko's `--snapshot-mode` values; see the module docs for what each does in kbuild.
@@ -49,6 +49,7 @@ pub enum SnapshotMode {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IgnoreList {
     paths: Vec<PathBuf>,
+    keys: Vec<Key>,
 }
 
 impl IgnoreList {
@@ -74,6 +75,7 @@ impl IgnoreList {
     pub fn add(&mut self, path: impl AsRef<Path>) -> &mut Self {
         let rel = root::relative(path.as_ref());
         if !rel.as_os_str().is_empty() && !self.paths.contains(&rel) {
+            self.keys.push(key_of(&rel));
             self.paths.push(rel);
         }
         self
@@ -82,6 +84,10 @@ impl IgnoreList {
     /// Whether a relative rootfs path is ignored.
     pub fn contains(&self, rel: &Path) -> bool {
         self.paths.iter().any(|p| rel.starts_with(p))
+    }
+
+    fn contains_key(&self, key: &[u8]) -> bool {
+        self.keys.iter().any(|p| under(key, p))
     }
 
     /// The ignored paths, relative to the root.
@@ -232,7 +238,8 @@ impl Snapshotter {
         ignore: IgnoreList,
     ) -> Result<Snapshotter, FsError> {
         let started = std::time::Instant::now();
-        let index = Index::take(root, &|p| ignore.contains(p), mode == SnapshotMode::Full)?;
+        let full = mode == SnapshotMode::Full;
+        let index = Index::take(root, &|k| ignore.contains_key(k), full, 0)?;
         tracing::info!(
             "indexed {} paths of {} in {:.2}s",
             index.len(),
@@ -256,13 +263,21 @@ impl Snapshotter {
         &self.ignore
     }
 
+    /// Changes the ignore list, for example to add a mount point one RUN gets. Paths ignored
+    /// now but indexed before are neither reported nor whited out; they are dropped from the
+    /// index at the next snapshot.
+    pub fn ignore_list_mut(&mut self) -> &mut IgnoreList {
+        &mut self.ignore
+    }
+
     /// Walks the rootfs, returns what changed since the last snapshot, and makes the new walk
     /// the index for the next one.
     pub fn snapshot(&mut self, root: &Root) -> Result<Changes, FsError> {
         let started = std::time::Instant::now();
         let full = self.mode == SnapshotMode::Full;
-        let new = Index::take(root, &|p| self.ignore.contains(p), full)?;
-        let changes = diff(root, &self.index, &new, full)?;
+        let ignore = &self.ignore;
+        let new = Index::take(root, &|k| ignore.contains_key(k), full, 0)?;
+        let changes = diff(root, &self.index, &new, full, &|k| ignore.contains_key(k))?;
         tracing::info!(
             "snapshot of {} paths: {} added, {} changed, {} deleted in {:.2}s",
             new.len(),
@@ -291,95 +306,125 @@ impl Snapshotter {
                 ignore.contains(r)
             })?;
         }
+        // Applied through a map: a COPY records a handful of paths, and rebuilding the sorted
+        // index once per call costs a few milliseconds even for 100k paths.
+        let mut map: BTreeMap<Key, Meta> = std::mem::take(&mut self.index.entries)
+            .into_iter()
+            .collect();
         for (path, change) in changes.entries.iter_mut() {
-            let existed = self.index.entries.contains_key(path);
+            let key = key_of(path);
+            let existed = map.contains_key(&key);
             // What the index holds below a path that is gone or no longer a directory is gone.
             if change
                 .meta
                 .as_ref()
                 .is_none_or(|m| m.stat.kind != FileKind::Dir)
             {
-                let below: Vec<PathBuf> = self
-                    .index
-                    .entries
-                    .range(path.clone()..)
-                    .take_while(|(p, _)| p.starts_with(path))
-                    .map(|(p, _)| p.clone())
+                let below: Vec<Key> = map
+                    .range(key.clone()..)
+                    .take_while(|(k, _)| under(k, &key))
+                    .map(|(k, _)| k.clone())
                     .collect();
-                for p in below {
-                    self.index.entries.remove(&p);
+                for k in below {
+                    map.remove(&k);
                 }
             }
             if let Some(meta) = &change.meta {
                 if existed {
                     change.kind = ChangeKind::Changed;
                 }
-                self.index.entries.insert(path.clone(), meta.clone());
+                map.insert(key, meta.clone());
             }
         }
+        // The layer carries the parent directories with their current metadata, so the index
+        // takes that metadata too: their new mtimes are not a change for the next snapshot.
+        for path in changes.entries.keys() {
+            for p in path.ancestors().skip(1) {
+                if p.as_os_str().is_empty() || changes.entries.contains_key(p) {
+                    break;
+                }
+                if let Some(stat) = root.try_lstat(p)? {
+                    let meta = Meta {
+                        stat,
+                        link: None,
+                        content: None,
+                    };
+                    map.insert(key_of(p), meta);
+                }
+            }
+        }
+        self.index.entries = map.into_iter().collect();
         Ok(changes)
     }
 }
 
 /// Compares two indexes of the same rootfs, in one ordered pass.
-fn diff(root: &Root, old: &Index, new: &Index, full: bool) -> Result<Changes, FsError> {
+fn diff(
+    root: &Root,
+    old: &Index,
+    new: &Index,
+    full: bool,
+    ignored: &dyn Fn(&[u8]) -> bool,
+) -> Result<Changes, FsError> {
+    use std::cmp::Ordering;
     let mut out = BTreeMap::new();
-    let mut o = old.entries.iter().peekable();
-    let mut n = new.entries.iter().peekable();
-    // Below this path, old-only entries are covered by a whiteout or a replacement.
-    let mut covered: Option<PathBuf> = None;
-    // Below this path (a recreated directory), every current entry is written.
-    let mut opaque: Option<PathBuf> = None;
-    let under =
-        |p: &Path, prefix: &Option<PathBuf>| prefix.as_ref().is_some_and(|x| p.starts_with(x));
+    let (mut i, mut j) = (0, 0);
+    // Below this key, old-only entries are covered by a whiteout or a replacement.
+    let mut covered: Option<&[u8]> = None;
+    // Below this key (a recreated directory), every current entry is written.
+    let mut opaque: Option<&[u8]> = None;
+    let below = |k: &[u8], prefix: Option<&[u8]>| prefix.is_some_and(|p| under(k, p));
     let change = |kind, meta: Option<&Meta>| Change {
         kind,
         meta: meta.cloned(),
     };
     loop {
-        let order = match (o.peek(), n.peek()) {
+        let order = match (old.entries.get(i), new.entries.get(j)) {
             (None, None) => break,
-            (Some(_), None) => std::cmp::Ordering::Less,
-            (None, Some(_)) => std::cmp::Ordering::Greater,
-            (Some((op, _)), Some((np, _))) => op.cmp(np),
+            (Some(_), None) => Ordering::Less,
+            (None, Some(_)) => Ordering::Greater,
+            (Some((a, _)), Some((b, _))) => a.cmp(b),
         };
         match order {
-            std::cmp::Ordering::Less => {
-                let Some((path, meta)) = o.next() else { break };
-                if under(path, &covered) || under(path, &opaque) {
+            Ordering::Less => {
+                let (key, meta) = &old.entries[i];
+                i += 1;
+                if below(key, covered) || below(key, opaque) || ignored(key) {
                     continue;
                 }
-                out.insert(path.clone(), change(ChangeKind::Deleted, None));
+                out.insert(path_of(key), change(ChangeKind::Deleted, None));
                 if meta.stat.kind == FileKind::Dir {
-                    covered = Some(path.clone());
+                    covered = Some(key);
                 }
             }
-            std::cmp::Ordering::Greater => {
-                let Some((path, meta)) = n.next() else { break };
-                out.insert(path.clone(), change(ChangeKind::Added, Some(meta)));
+            Ordering::Greater => {
+                let (key, meta) = &new.entries[j];
+                j += 1;
+                out.insert(path_of(key), change(ChangeKind::Added, Some(meta)));
             }
-            std::cmp::Ordering::Equal => {
-                let (Some((path, was)), Some((_, now))) = (o.next(), n.next()) else {
-                    break;
-                };
+            Ordering::Equal => {
+                let (key, was) = &old.entries[i];
+                let (_, now) = &new.entries[j];
+                i += 1;
+                j += 1;
                 let (a, b) = (&was.stat, &now.stat);
                 if a.kind != b.kind {
-                    out.insert(path.clone(), change(ChangeKind::Changed, Some(now)));
+                    out.insert(path_of(key), change(ChangeKind::Changed, Some(now)));
                     if a.kind == FileKind::Dir {
-                        covered = Some(path.clone());
+                        covered = Some(key);
                     }
                 } else if a.kind == FileKind::Dir && (a.ino, a.dev) != (b.ino, b.dev) {
-                    out.insert(path.clone(), change(ChangeKind::Opaque, Some(now)));
-                    opaque = Some(path.clone());
-                } else if under(path, &opaque) {
-                    out.insert(path.clone(), change(ChangeKind::Added, Some(now)));
+                    out.insert(path_of(key), change(ChangeKind::Opaque, Some(now)));
+                    opaque = Some(key);
+                } else if below(key, opaque) {
+                    out.insert(path_of(key), change(ChangeKind::Added, Some(now)));
                 } else if metadata_differs(was, now)
                     || (full
                         && b.kind == FileKind::File
                         && old.is_racy(a)
-                        && content_differs(root, path, was)?)
+                        && content_differs(root, &path_of(key), was)?)
                 {
-                    out.insert(path.clone(), change(ChangeKind::Changed, Some(now)));
+                    out.insert(path_of(key), change(ChangeKind::Changed, Some(now)));
                 }
             }
         }
@@ -424,17 +469,23 @@ mod tests {
         std::fs::write(dir.path().join("f"), b"same size A").unwrap();
         let root = Root::open(dir.path()).unwrap();
         // Indexed right after the write: too close to trust, so the digest is recorded.
-        let old = Index::take(&root, &|_| false, true).unwrap();
+        let old = Index::take(&root, &|_| false, true, 0).unwrap();
         assert!(old.get(Path::new("f")).unwrap().content.is_some());
         // A rewrite within the same clock tick looks like this: same stat, other content.
         let mut tampered = old.clone();
-        tampered.entries.get_mut(Path::new("f")).unwrap().content = Some(Digest::of(b"other"));
-        let now = Index::take(&root, &|_| false, true).unwrap();
-        assert!(diff(&root, &old, &now, true).unwrap().is_empty());
-        let found = diff(&root, &tampered, &now, true).unwrap();
+        tampered.entries[0].1.content = Some(Digest::of(b"other"));
+        let now = Index::take(&root, &|_| false, true, 0).unwrap();
+        assert!(
+            diff(&root, &old, &now, true, &|_| false)
+                .unwrap()
+                .is_empty()
+        );
+        let found = diff(&root, &tampered, &now, true, &|_| false).unwrap();
         assert_eq!(found.get(Path::new("f")).unwrap().kind, ChangeKind::Changed);
         assert!(
-            diff(&root, &tampered, &now, false).unwrap().is_empty(),
+            diff(&root, &tampered, &now, false, &|_| false)
+                .unwrap()
+                .is_empty(),
             "redo trusts metadata"
         );
     }

@@ -293,3 +293,31 @@ fn devices_are_skipped_and_counted_when_mknod_is_refused() {
     assert!(!dir.path().join("dev/null").exists());
     assert_eq!(std::fs::read(dir.path().join("owned")).unwrap(), b"x");
 }
+
+/// A directory listed twice in one layer ends with its last entry's mode and mtime.
+#[test]
+fn issue_4_directory_listed_twice_keeps_its_last_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let mut t = Tar::new();
+    t.entry(
+        Entry {
+            mode: 0o700,
+            mtime: 100,
+            ..Entry::new(b"d/", b'5')
+        },
+        b"",
+    )
+    .file("d/f", b"x")
+    .entry(
+        Entry {
+            mode: 0o755,
+            mtime: 200,
+            ..Entry::new(b"d/", b'5')
+        },
+        b"",
+    );
+    extract_layer(&root, "sha256:twice", &t.finish()[..]).unwrap();
+    let d = &tree(dir.path())["d"];
+    assert_eq!((d.mode, d.mtime), (0o755, 200));
+}

@@ -439,3 +439,73 @@ fn malformed_archives_are_refused() {
     }
     let _ = Path::new("");
 }
+
+/// Recomputes the checksum of every block that looks like a ustar header, so corrupted fields
+/// reach the parser instead of stopping at the checksum.
+fn fix_checksums(bytes: &mut [u8]) {
+    for block in bytes.chunks_mut(512) {
+        if block.len() == 512 && &block[257..262] == b"ustar" {
+            block[148..156].copy_from_slice(b"        ");
+            let sum: u32 = block.iter().map(|b| u32::from(*b)).sum();
+            block[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+        }
+    }
+}
+
+/// Random corruptions of a valid layer (plain and gzip) never panic and never change anything
+/// outside the rootfs; each either applies or fails with an error.
+#[test]
+fn corrupted_layers_never_panic_or_escape() {
+    let mut t = Tar::new();
+    t.dir("d/", 0o755)
+        .file("d/f", b"hello")
+        .symlink("d/l", "../../outside")
+        .hardlink("d/h", "d/f")
+        .pax(&[("path", b"d/long"), ("SCHILY.xattr.user.x", b"1")])
+        .file("x", b"pax")
+        .gnu_long_name(b"d/gnu")
+        .file("y", b"gnu")
+        .device("d/null", b'3', 1, 3)
+        .file("d/.wh.gone", b"")
+        .file("d/.wh..wh..opq", b"");
+    let clean = t.finish();
+    let scene = Scene::new();
+    let outside = scene.base.path().join("outside");
+    let before = sentinel(&outside, Path::new("/nonexistent"));
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let (mut ok, mut failed) = (0, 0);
+    for round in 0..400 {
+        let mut bytes = clean.clone();
+        for _ in 0..1 + round % 5 {
+            let pos = (next() % bytes.len() as u64) as usize;
+            bytes[pos] = next() as u8;
+        }
+        if round % 2 == 0 {
+            fix_checksums(&mut bytes);
+        }
+        if round % 3 == 0 {
+            let mut gz = gzip(&bytes);
+            let pos = 10 + (next() % (gz.len() as u64 - 10)) as usize;
+            gz[pos] ^= 1 << (next() % 8);
+            bytes = gz;
+        }
+        let rootfs = scene.base.path().join(format!("rootfs{round}"));
+        std::fs::create_dir(&rootfs).unwrap();
+        let resolver = RESOLVERS[round % 2];
+        match extract_layer(&open_root(&rootfs, resolver), "sha256:fuzz", &bytes[..]) {
+            Ok(_) => ok += 1,
+            Err(_) => failed += 1,
+        }
+    }
+    assert_eq!(sentinel(&outside, Path::new("/nonexistent")), before);
+    assert!(
+        ok > 0 && failed > 0,
+        "{ok} applied, {failed} refused: the corruptions did nothing"
+    );
+}
