@@ -327,9 +327,11 @@ fn record(
         state.pending_single = true;
         return Ok(Changes::new());
     }
-    state
-        .snapshotter
-        .record(&state.root, paths, recursive)
+    let phases = state.exec.phases;
+    phases
+        .time("snapshot", || {
+            state.snapshotter.record(&state.root, paths, recursive)
+        })
         .map_err(fs_err(location))
 }
 
@@ -380,17 +382,22 @@ fn run_instruction(
         hostname: "kbuild".into(),
     };
     let raw = request.raw_run_output;
-    let outcome = exec::run(&spec, &mut |line| {
-        if raw {
-            eprintln!("{line}");
-        } else {
-            tracing::info!(target: "run", "{line}");
-        }
-    })
-    .map_err(|source| BuildError::Exec {
-        location: location.to_string(),
-        source,
-    })?;
+    let outcome = state
+        .exec
+        .phases
+        .time("run", || {
+            exec::run(&spec, &mut |line| {
+                if raw {
+                    eprintln!("{line}");
+                } else {
+                    tracing::info!(target: "run", "{line}");
+                }
+            })
+        })
+        .map_err(|source| BuildError::Exec {
+            location: location.to_string(),
+            source,
+        })?;
     if outcome.isolation != Isolation::Namespaces {
         tracing::warn!("{location}: RUN isolated by {} only", outcome.isolation);
     }
@@ -406,9 +413,9 @@ fn run_instruction(
         state.pending_single = true;
         Changes::new()
     } else {
-        state
-            .snapshotter
-            .snapshot(&state.root)
+        let phases = state.exec.phases;
+        phases
+            .time("snapshot", || state.snapshotter.snapshot(&state.root))
             .map_err(fs_err(location))?
     };
     Ok(Outcome::Changes {
@@ -581,10 +588,13 @@ fn copy_into(
         chmod,
         unpack,
     };
-    let copied = copy::copy(tree, &state.root, &request).map_err(|source| BuildError::Copy {
-        location: location.to_string(),
-        source,
-    })?;
+    let phases = state.exec.phases;
+    let copied = phases
+        .time("copy", || copy::copy(tree, &state.root, &request))
+        .map_err(|source| BuildError::Copy {
+            location: location.to_string(),
+            source,
+        })?;
     state.copied_sources = copied.sources;
     let mut changes = record(state, &copied.created_dirs, false, location)?;
     for (path, change) in record(state, &copied.written, true, location)?.iter() {

@@ -16,6 +16,7 @@ mod copy;
 mod download;
 mod glob;
 mod instructions;
+pub mod phases;
 pub mod report;
 mod stage;
 
@@ -307,7 +308,9 @@ async fn build_in(
     };
     let store = BlobStore::open(&store_dir).map_err(RegistryError::from)?;
     let handle = tokio::runtime::Handle::current();
+    let phases = phases::Phases::default();
     let executor = stage::Executor {
+        phases: &phases,
         request,
         context: &context,
         dockerfile: &dockerfile,
@@ -319,8 +322,19 @@ async fn build_in(
     };
     let (image, stage_reports) = tokio::task::block_in_place(|| executor.run_stages());
     report.stages = stage_reports;
-    let image = image?;
-    crate::image::publish(&client, &store, &image, &request.publish).await?;
+    let image = match image {
+        Ok(image) => image,
+        Err(e) => {
+            report.phases = phases.snapshot();
+            return Err(e);
+        }
+    };
+    phases::reset_peak();
+    let push_started = std::time::Instant::now();
+    let published = crate::image::publish(&client, &store, &image, &request.publish).await;
+    phases.add("push", push_started, phases::peak_rss_kb());
+    report.phases = phases.snapshot();
+    published?;
     tracing::info!("built image {}", image.digest);
     Ok(image.digest)
 }

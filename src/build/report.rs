@@ -32,6 +32,9 @@ pub struct Report {
     pub cross_stage_deps: Vec<CrossStageDep>,
     pub outcome: Outcome,
     pub duration_ms: u64,
+    /// Time and kbuild's own peak memory per phase (pull, extract, run, snapshot, copy, layer,
+    /// push).
+    pub phases: Vec<super::phases::PhaseStat>,
 }
 
 /// How the build ended.
@@ -120,6 +123,7 @@ impl Report {
             cross_stage_deps: Vec::new(),
             outcome: Outcome::default(),
             duration_ms: 0,
+            phases: Vec::new(),
         }
     }
 

@@ -20,6 +20,7 @@ use super::{BuildError, BuildRequest, MissingSource};
 
 /// Shared state of one build.
 pub(super) struct Executor<'a> {
+    pub phases: &'a super::phases::Phases,
     pub request: &'a BuildRequest,
     pub context: &'a BuildContext,
     pub dockerfile: &'a Dockerfile,
@@ -326,12 +327,14 @@ impl Executor<'_> {
             .map_err(|e| BuildError::Registry(RegistryError::from(e)))?;
         tracing::info!("pulling {reference} for {platform}");
         let _ = line;
-        Ok(self.handle.block_on(crate::registry::pull_image(
-            self.client,
-            &reference,
-            platform,
-            self.store,
-        ))?)
+        Ok(self.phases.time("pull", || {
+            self.handle.block_on(crate::registry::pull_image(
+                self.client,
+                &reference,
+                platform,
+                self.store,
+            ))
+        })?)
     }
 
     /// Extracts layer blobs from the store into a rootfs, in order.
@@ -347,12 +350,15 @@ impl Executor<'_> {
                 .store
                 .open_blob(&layer.digest)
                 .map_err(RegistryError::from)?;
-            crate::fs::extract_layer(
-                &root,
-                &layer.digest.to_string(),
-                std::io::BufReader::new(file),
-            )
-            .map_err(|e| self.fs_err(line, e))?;
+            self.phases
+                .time("extract", || {
+                    crate::fs::extract_layer(
+                        &root,
+                        &layer.digest.to_string(),
+                        std::io::BufReader::new(file),
+                    )
+                })
+                .map_err(|e| self.fs_err(line, e))?;
         }
         Ok(())
     }
@@ -499,7 +505,11 @@ impl Executor<'_> {
             source,
         };
         let mut writer = self.store.writer().map_err(RegistryError::from)?;
-        let info = crate::fs::write_layer(&state.root, changes, &self.request.layer, &mut writer)
+        let info = self
+            .phases
+            .time("layer", || {
+                crate::fs::write_layer(&state.root, changes, &self.request.layer, &mut writer)
+            })
             .map_err(fs_err)?;
         let Some(info) = info else {
             state.builder.add_empty_history(created_by);
