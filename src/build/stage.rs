@@ -181,7 +181,12 @@ impl Executor<'_> {
             Ok(base) => base,
             Err(e) => return fail(e, report),
         };
-        let (builder, env, base_layers) = base;
+        let (mut builder, env, base_layers) = base;
+        // As BuildKit: an image whose base defines no PATH gets the default one.
+        let env_now = env.config_env();
+        if builder.config().config.env.as_deref().unwrap_or_default() != env_now.as_slice() {
+            builder.config_mut().config.env = Some(env_now);
+        }
         let root = match Root::open(&rootfs) {
             Ok(root) => root,
             Err(e) => return fail(self.fs_err(planned.line, e), report),

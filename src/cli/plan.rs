@@ -108,31 +108,12 @@ pub fn run(args: &PlanArgs) -> Result<(), Error> {
     }
 }
 
-/// Finds the Dockerfile as the executor does: an absolute path as is; a relative one inside the
-/// context first, then relative to the working directory (Kaniko's fallback).
+/// Finds the Dockerfile exactly as `kbuild build` does ([`crate::context::find_dockerfile`]):
+/// as given (absolute, or relative to the working directory), else inside the context.
 pub fn locate_dockerfile(dockerfile: &Path, context: &str) -> Result<PathBuf, Error> {
-    if dockerfile.is_absolute() {
-        return Ok(dockerfile.to_path_buf());
-    }
-    let context_dir = match context.strip_prefix("dir://") {
-        Some(dir) => Some(dir),
-        None if context.contains("://") => None,
-        None => Some(context),
-    };
-    if let Some(dir) = context_dir {
-        let candidate = Path::new(dir).join(dockerfile);
-        if candidate.is_file() {
-            return Ok(candidate);
-        }
-    }
-    if dockerfile.is_file() {
-        return Ok(dockerfile.to_path_buf());
-    }
-    Err(Error::Usage(format!(
-        "cannot find Dockerfile {} in context {context} or the working directory\nhint: pass \
-         --dockerfile with a path inside the context (-c) or an absolute path",
-        dockerfile.display()
-    )))
+    let dir = context.strip_prefix("dir://").unwrap_or(context);
+    crate::context::find_dockerfile(dockerfile, Path::new(dir))
+        .map_err(|e| Error::Usage(e.to_string()))
 }
 
 /// Turns `--build-arg` values into a map: `NAME=VALUE`, or `NAME` alone, which takes the value
@@ -374,7 +355,7 @@ mod tests {
     }
 
     #[test]
-    fn dockerfile_is_found_in_the_context_then_the_working_directory() {
+    fn dockerfile_is_found_as_build_finds_it() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("svc")).unwrap();
         std::fs::write(dir.path().join("svc/Dockerfile"), "FROM a\n").unwrap();
@@ -388,8 +369,8 @@ mod tests {
         assert_eq!(locate_dockerfile(&abs, "/nowhere").unwrap(), abs);
         let err = locate_dockerfile(Path::new("nope/Dockerfile"), &ctx).unwrap_err();
         assert!(
-            err.to_string()
-                .contains("cannot find Dockerfile nope/Dockerfile")
+            err.to_string().contains("no Dockerfile at nope/Dockerfile"),
+            "{err}"
         );
     }
 }

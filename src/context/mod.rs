@@ -124,7 +124,9 @@ fn absolute(path: &Path) -> Result<PathBuf, ContextError> {
     })
 }
 
-fn find_dockerfile(given: &Path, root: &Path) -> Result<PathBuf, ContextError> {
+/// Finds the Dockerfile the way Kaniko does: the path as given (absolute, or relative to the
+/// working directory) when it is a file, else relative to the context root.
+pub fn find_dockerfile(given: &Path, root: &Path) -> Result<PathBuf, ContextError> {
     let in_context = root.join(given);
     for candidate in [given, in_context.as_path()] {
         if candidate.is_file() {

@@ -338,7 +338,7 @@ fn plan_without_dockerfile_is_a_usage_error() {
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("cannot find Dockerfile missing/Dockerfile"),
+        stderr.contains("no Dockerfile at missing/Dockerfile"),
         "{stderr}"
     );
 }

@@ -296,3 +296,80 @@ fn build_run_that_changes_nothing_adds_no_layer() {
     let history = image.history();
     assert_eq!(history.last().map(|h| h.1), Some(true), "{history:?}");
 }
+
+/// Serves `body` to every request on 127.0.0.1 (one thread, plain HTTP/1.1) and returns the URL
+/// base. The thread ends with the test process.
+fn serve(body: &'static [u8]) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request);
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body);
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn build_add_url_checks_the_checksum_and_keeps_the_file() {
+    let world = World::new();
+    let url = serve(b"#!/bin/sh\necho tool\n");
+    let digest = kbuild::digest::Digest::of(b"#!/bin/sh\necho tool\n");
+    let ctx = world.context("add-url");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("ARG BASE\nFROM $BASE\nADD --checksum={digest} {url}/dl/tool.sh /opt/bin/\n"),
+    );
+    let out = world.build(&ctx, "add-url:1", &[]);
+    assert_success(&out);
+    let image = world.pull("add-url:1");
+    assert_eq!(image.read("/opt/bin/tool.sh"), "#!/bin/sh\necho tool\n");
+    // Docker gives downloaded files mode 0600.
+    assert_eq!(image.owner_mode("/opt/bin/tool.sh"), (0o600, 0, 0));
+
+    let wrong = kbuild::digest::Digest::of(b"something else");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!("ARG BASE\nFROM $BASE\nADD --checksum={wrong} {url}/dl/tool.sh /opt/bin/\n"),
+    );
+    let out = world.build(&ctx, "add-url:2", &[]);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("checksum mismatch"), "{stderr}");
+    assert!(stderr.contains("Dockerfile:3"), "{stderr}");
+}
+
+#[test]
+fn build_copy_from_an_external_image_keeps_its_files() {
+    let world = World::new();
+    let ctx = world.context("copy-image");
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "FROM scratch\nCOPY --from={} /bin/busybox /tools/busybox\nCOPY --from={} /etc/passwd /etc/passwd\n",
+            world.base(),
+            world.base()
+        ),
+    );
+    let out = world.build(&ctx, "copy-image:1", &[]);
+    assert_success(&out);
+    let image = world.pull("copy-image:1");
+    assert_eq!(
+        std::fs::read(image.rootfs.join("tools/busybox")).unwrap(),
+        std::fs::read(crate::harness::rootfs::BUSYBOX).unwrap()
+    );
+    assert!(image.read("/etc/passwd").contains("app:x:1000"));
+    assert_eq!(image.layers, 2);
+}
