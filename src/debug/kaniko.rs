@@ -427,6 +427,74 @@ pub fn explain_dockerfile(plan: &Plan, source: &str, extra_mounts: &[String]) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::registry::{Keychain, RegistryClient, RegistryOptions};
+
+    fn explain_offline(log: &str) -> Explanation {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let client = RegistryClient::new(RegistryOptions::default(), Keychain::anonymous());
+        let options = KanikoOptions {
+            ignore_paths: Vec::new(),
+            cache_repo: None,
+            use_registry: false,
+        };
+        let log = super::super::kaniko_log::parse(log);
+        explain_log(&log, "test.log", None, &client, runtime.handle(), &options)
+    }
+
+    fn ids(x: &Explanation) -> Vec<&'static str> {
+        x.findings.iter().map(|f| f.id.id()).collect()
+    }
+
+    #[test]
+    fn a_failed_run_in_a_kaniko_log_is_kb001() {
+        let x = explain_offline(
+            "INFO[0001] Building stage 'alpine' [idx: '0', base-idx: '-1']\n\
+             INFO[0002] RUN make all\n\
+             error building image: error building stage: failed to execute command: waiting for process to exit: exit status 2\n",
+        );
+        assert_eq!(ids(&x), ["KB001"]);
+        let f = &x.findings[0];
+        assert_eq!(f.evidence.exit_code, Some(2));
+        assert_eq!(f.evidence.instruction.as_deref(), Some("RUN make all"));
+        assert_eq!(x.build.as_ref().unwrap().exit_code, Some(2));
+    }
+
+    #[test]
+    fn registry_errors_in_a_kaniko_log_are_kb003_and_kb004() {
+        let auth = explain_offline(
+            "error building image: error checking push permissions -- make sure you entered the \
+             correct tag name, and that you are authenticated correctly, and try again: checking \
+             push permission for \"reg.example/app:1\": POST https://reg.example/v2/app/blobs/uploads/: \
+             UNAUTHORIZED: authentication required\n",
+        );
+        assert_eq!(ids(&auth), ["KB003"]);
+        assert!(
+            auth.findings[0].summary.contains("reg.example"),
+            "{}",
+            auth.findings[0].summary
+        );
+        let tls = explain_offline(
+            "error building image: GET https://reg.example/v2/: tls: failed to verify certificate: x509: certificate signed by unknown authority\n",
+        );
+        assert_eq!(ids(&tls), ["KB004"]);
+        let other = explain_offline(
+            "error building image: parsing dockerfile: unknown instruction: RUNN\n",
+        );
+        assert!(other.findings.is_empty());
+    }
+
+    #[test]
+    fn a_log_without_kaniko_lines_says_so() {
+        let x = explain_offline("hello\nworld\n");
+        assert!(x.findings.is_empty());
+        assert!(
+            x.notes[0].contains("is this a Kaniko executor log?"),
+            "{:?}",
+            x.notes
+        );
+    }
 
     #[test]
     fn mount_points_include_ignore_paths() {

@@ -5,9 +5,9 @@
 //! A layer is only ever opened as a stream ([`CacheRepo::layer_reader`]), read by
 //! [`super::layer`] through a decompressor and a tar header reader.
 //!
-//! Cache repositories are read with the same [`RegistryClient`] the build uses, so
-//! credentials, TLS flags and `--registry-map` apply; mirrors do not, as they only ever stand
-//! in for docker.io pulls.
+//! Cache repositories are read with the same [`RegistryClient`] the build uses, so its
+//! credentials and TLS and plain-HTTP flags apply. Mirrors and `--registry-map` do not: they
+//! stand in for base image pulls, and a cache is read where it was written.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -447,3 +447,38 @@ pub fn check_layer(
 pub fn first_line(text: &str) -> String {
     text.lines().next().unwrap_or_default().to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rule_has_a_unique_id_and_its_documentation_page() {
+        let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/explain");
+        let mut ids = std::collections::BTreeSet::new();
+        for rule in Rule::ALL {
+            assert!(ids.insert(rule.id()), "duplicate ID {}", rule.id());
+            let page = std::fs::read_to_string(docs.join(format!("{}.md", rule.id())))
+                .unwrap_or_else(|e| panic!("{}: {e}", rule.doc()));
+            let title = format!("# {} {}:", rule.id(), rule.name());
+            assert!(
+                page.starts_with(&title),
+                "{} must start with {title:?}",
+                rule.doc()
+            );
+            let severity = serde_json::to_value(rule.severity()).unwrap();
+            assert!(
+                page.contains(&format!("Severity: {}.", severity.as_str().unwrap())),
+                "{} states another severity",
+                rule.doc()
+            );
+        }
+        let pages = std::fs::read_dir(&docs).unwrap().count();
+        assert_eq!(
+            pages,
+            Rule::ALL.len(),
+            "a page without a rule in {}",
+            docs.display()
+        );
+    }
+}

@@ -89,6 +89,9 @@ static MISSING: LazyLock<Regex> = LazyLock::new(|| {
 
 static REGISTRY_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"registry (\S+)").expect("valid regex"));
+static TLS_ERROR: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"certificate|\btls\b|handshake|unknownissuer|x509").expect("valid regex")
+});
 static REGISTRY_URL: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"https?://([^/\s]+)/v2/").expect("valid regex"));
 
@@ -378,14 +381,15 @@ pub fn registry_findings(error: &str, out: &mut Vec<Finding>) {
         .captures(error)
         .or_else(|| REGISTRY_URL.captures(error))
         .map(|c| c[1].trim_end_matches(':').to_string());
+    // "denied" alone would also match a file's "permission denied".
     let auth = [
         "http 401",
         "http 403",
         "unauthorized",
         "refused the credentials",
-        "denied",
+        "denied:",
+        "access to the resource is denied",
     ];
-    let tls = ["certificate", "tls", "handshake", "unknownissuer"];
     let evidence = Evidence {
         notes: error.lines().map(str::to_string).collect(),
         ..Evidence::default()
@@ -405,7 +409,7 @@ pub fn registry_findings(error: &str, out: &mut Vec<Finding>) {
                  account lacks push or pull rights on the repository."
             ),
         ));
-    } else if tls.iter().any(|t| lower.contains(t)) {
+    } else if TLS_ERROR.is_match(&lower) {
         out.push(Finding::new(
             Rule::RegistryTls,
             format!("TLS with registry {host} failed: {first}"),

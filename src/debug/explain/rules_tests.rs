@@ -207,8 +207,10 @@ fn kb003_refused_credentials() {
 }
 
 #[test]
-fn kb003_and_kb004_not_for_a_missing_image() {
+fn kb003_and_kb004_not_for_a_missing_image_or_a_file_permission() {
     let r = registry_report("manifest reg.local/app:1 not found in registry reg.local (HTTP 404)");
+    assert!(explain(&r, None, None, &[]).is_empty());
+    let r = registry_report("work directory /kaniko/build-1: Permission denied (os error 13)");
     assert!(explain(&r, None, None, &[]).is_empty());
 }
 

@@ -89,6 +89,7 @@ fn two_reports_the_first_divergence_is_the_cause() {
         &["--format", "json"],
     );
     assert_eq!(code, 0);
+    assert_schema("diff", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["cause"], 1);
     let steps = v["steps"].as_array().unwrap();
@@ -183,6 +184,7 @@ fn a_report_against_a_cache_repository() {
     s.add_filter(&regex_escape(&dir.path().display().to_string()), "[DIR]");
     s.bind(|| insta::assert_snapshot!("diff_report_and_repository", stdout));
     let (_, json, _) = cache_diff(path.to_str().unwrap(), &repo, &["--format", "json"]);
+    assert_schema("diff", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     let roles: Vec<&str> = v["steps"]
         .as_array()

@@ -67,6 +67,7 @@ fn kb001_a_failed_run_from_the_default_report_location() {
     world_settings(&world).bind(|| insta::assert_snapshot!("explain_run_failed", stdout));
 
     let (_, json, _) = explain(&["--report", report.to_str().unwrap(), "--format", "json"]);
+    assert_schema("explanation", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["subject"], "report");
     assert_eq!(v["build"]["exit_code"], 3);
@@ -211,6 +212,7 @@ fn kb020_an_expired_entry_is_named_with_its_age() {
     let path = write_report(reg.dir(), "expired.json", &report);
     let (code, stdout, stderr) = explain(&["--report", path.to_str().unwrap(), "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
+    assert_schema("explanation", &stdout);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let f = &v["findings"][0];
     assert_eq!(f["id"], "KB020", "{stdout}");

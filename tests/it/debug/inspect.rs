@@ -123,6 +123,7 @@ fn inspect_lists_every_entry_with_kind_age_and_ttl() {
 
     let (code, json, _) = inspect(&[&repo, "--format", "json"]);
     assert_eq!(code, 0);
+    assert_schema("listing", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["version"], 1);
     let entries = v["entries"].as_array().unwrap();
@@ -177,6 +178,7 @@ fn inspect_shows_a_kbuild_entry_with_its_preimage() {
     detail_settings(&reg).bind(|| insta::assert_snapshot!("inspect_kbuild_entry", stdout));
 
     let (_, json, _) = inspect(&[&target, "--format", "json"]);
+    assert_schema("entry_detail", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["entry"]["key"], format!("sha256:{}", keys.build));
     assert_eq!(v["entry"]["preimage"]["parts"][4]["name"], "GOPROXY");
@@ -242,6 +244,7 @@ fn files_streams_the_layer_with_whiteouts_and_links_marked() {
 
     let (code, json, _) = inspect(&[&target, "--files", "--format", "json"]);
     assert_eq!(code, 0);
+    assert_schema("files", &json);
     let v: serde_json::Value = serde_json::from_str(&json).expect("streamed JSON is one document");
     let files = v["layers"][0]["files"].as_array().unwrap();
     assert_eq!(files.len(), 4);
@@ -292,6 +295,7 @@ fn find_answers_with_its_exit_code() {
     assert!(stdout.contains("deleted by the layer"), "{stdout}");
     let (code, json, _) = inspect(&[&target, "--find", "/out/**", "--format", "json"]);
     assert_eq!(code, 0);
+    assert_schema("find", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["present"], true);
     assert_eq!(v["matches"].as_array().unwrap().len(), 2);
@@ -323,6 +327,7 @@ fn an_oci_layout_cache_reads_like_a_registry() {
     let target = format!("oci:{}", layout.display());
     let (code, stdout, stderr) = inspect(&[&target, "--format", "json"]);
     assert_eq!(code, 0, "{stderr}");
+    assert_schema("listing", &stdout);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(v["entries"][0]["tag"], K_CP);
     assert_eq!(v["entries"][0]["kind"], "kaniko");

@@ -71,6 +71,7 @@ fn kb030_the_seed_log_names_the_binary_the_mount_and_the_poisoned_entries() {
         "--format",
         "json",
     ]);
+    assert_schema("explanation", &json);
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["subject"], "kaniko-log");
     let f = &v["findings"][0];
@@ -115,6 +116,7 @@ fn kb030_from_the_log_alone_offline_and_with_the_static_check() {
         "json",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    assert_schema("explanation", &stdout);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let ids: Vec<&str> = v["findings"]
         .as_array()
@@ -188,6 +190,7 @@ fn kb031_a_dependency_never_saved_outside_any_mount() {
         "json",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    assert_schema("explanation", &stdout);
     let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let ids: Vec<&str> = v["findings"]
         .as_array()

@@ -384,3 +384,22 @@ pub fn write_report(dir: &Path, name: &str, report: &serde_json::Value) -> PathB
     std::fs::write(&path, serde_json::to_vec_pretty(report).unwrap()).unwrap();
     path
 }
+
+/// Checks a `--format json` document against `docs/debug-json.schema.json` (`def` names the
+/// document kind: listing, entry_detail, files, find, diff, explanation).
+pub fn assert_schema(def: &str, json: &str) {
+    let mut schema: serde_json::Value =
+        serde_json::from_str(include_str!("../../../docs/debug-json.schema.json")).unwrap();
+    schema["$ref"] = serde_json::json!(format!("#/$defs/{def}"));
+    let validator = jsonschema::draft202012::new(&schema).expect("the schema compiles");
+    let instance: serde_json::Value = serde_json::from_str(json).expect("valid JSON");
+    let errors: Vec<String> = validator
+        .iter_errors(&instance)
+        .map(|e| format!("{}: {e}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{def} does not match the documented schema:\n{}\n\n{json}",
+        errors.join("\n")
+    );
+}
