@@ -102,10 +102,14 @@ pub fn client(registry: &RegistryArgs) -> Result<RegistryClient, Error> {
         registry: registry.clone(),
         ..BuildArgs::default()
     };
-    let options = registry_options(
+    let mut options = registry_options(
         &args,
         std::env::var("KANIKO_REGISTRY_MIRROR").ok().as_deref(),
     )?;
+    // Cache entries are written with the build's push settings; the debugger only reads them,
+    // so a build's `--insecure`/`--skip-tls-verify` reach the same repositories here.
+    options.insecure_pull |= options.insecure_push;
+    options.skip_tls_verify_pull |= options.skip_tls_verify_push;
     let keychain = Keychain::from_env().map_err(|e| Error::Registry(e.into()))?;
     Ok(RegistryClient::new(options, keychain))
 }

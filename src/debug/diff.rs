@@ -342,10 +342,7 @@ pub fn diff_report_with_entries(a: &Side, repo: &str, entries: &[CacheEntry]) ->
     let mut diff = finish(&a.label, repo, pairs);
     for (s, step) in diff.steps.iter_mut().zip(&a.steps) {
         if s.status == StepStatus::OnlyA {
-            s.note = Some(match &step.parts {
-                None => "no preimage to compare".into(),
-                Some(_) => format!("no entry in {repo} is close to this key"),
-            });
+            s.note = Some(format!("no entry in {repo} is close to this key"));
         } else if step.missed && tag_of(step).is_some_and(|t| by_tag.contains_key(t.as_str())) {
             let pushed = "the build pushed this key after the miss";
             s.note = Some(match s.note.take() {
@@ -433,6 +430,11 @@ fn finish(a: &str, b: &str, pairs: Vec<(Option<&Step>, Option<&Step>)>) -> Cache
         }
         let index = steps.len();
         match (sa, sb) {
+            (Some(_), None) | (None, Some(_)) if any.parts.is_none() => {
+                // Nothing to compare (no cache key): not a cause of anything.
+                d.status = StepStatus::NotComparable;
+                d.note = any.note.clone();
+            }
             (Some(_), None) | (None, Some(_)) => {
                 // An instruction on one side only is why the next one's parent differs.
                 d.status = if sa.is_some() {

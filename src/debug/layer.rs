@@ -127,6 +127,9 @@ pub struct LayerSummary {
     pub diff_id: String,
 }
 
+/// How often a long layer read logs how far it got.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct HashRead<R> {
     inner: R,
     hasher: Sha256,
@@ -196,9 +199,20 @@ pub fn walk_layer(
         compression: compression.to_string(),
         ..LayerSummary::default()
     };
+    let started = std::time::Instant::now();
+    let mut last_progress = started;
     {
         let mut tar = TarReader::new(io::BufReader::with_capacity(128 * 1024, &mut diff));
         loop {
+            // Tekton logs show no progress bars: long reads say how far they got.
+            if last_progress.elapsed() >= PROGRESS_EVERY {
+                last_progress = std::time::Instant::now();
+                tracing::info!(
+                    "reading layer of {layer}: {} entries, {} of files so far",
+                    summary.entries,
+                    crate::registry::pull::human_size(summary.content_bytes)
+                );
+            }
             let header = match tar.next_entry() {
                 Ok(Some(h)) => h,
                 Ok(None) => break,
@@ -243,6 +257,16 @@ pub fn walk_layer(
             "the blob hashes to {digest}: it is corrupt or not this layer"
         )));
     }
+    tracing::info!(
+        "read layer {digest} of {layer} in {:.1}s: {} entries, {} of files from {} {}, peak \
+         memory {} KiB",
+        started.elapsed().as_secs_f64(),
+        summary.entries,
+        crate::registry::pull::human_size(summary.content_bytes),
+        crate::registry::pull::human_size(summary.compressed_bytes),
+        summary.compression,
+        crate::build::phases::peak_rss_kb()
+    );
     Ok(summary)
 }
 

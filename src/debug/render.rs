@@ -127,9 +127,9 @@ fn plural(n: u64, one: &str, many: &str) -> String {
 /// `kbuild cache inspect REPO`.
 pub fn listing(l: &Listing, style: Style) -> String {
     let mut out = format!(
-        "Cache repository {}: {} entries ({} kbuild, {} Kaniko), --cache-ttl {}\n",
+        "Cache repository {}: {} ({} kbuild, {} Kaniko), --cache-ttl {}\n",
         l.repository,
-        l.entries.len(),
+        plural(l.entries.len() as u64, "entry", "entries"),
         l.count(EntryKind::Kbuild),
         l.count(EntryKind::Kaniko),
         l.ttl

@@ -217,3 +217,28 @@ fn nothing_close_means_only_a() {
     assert_eq!(d.steps[0].status, StepStatus::OnlyA);
     assert!(d.steps[0].note.as_deref().unwrap().contains("no entry in"));
 }
+
+#[test]
+fn reports_without_cache_keys_compare_as_nothing_and_cause_nothing() {
+    let plain = |label: &str| {
+        let value = json!({"stages": [{"index": 0, "name": "b", "instructions": [
+            {"location": "Dockerfile:2", "text": "RUN make"}]}], "outcome": {"success": true}});
+        Side::from_report(
+            label,
+            &crate::debug::report::BuildReport::parse(value.to_string().as_bytes()).unwrap(),
+        )
+    };
+    let d = diff_sides(&plain("a"), &plain("b"));
+    assert_eq!(d.steps[0].status, StepStatus::NotComparable);
+    assert_eq!(d.cause, None);
+    assert!(
+        d.steps[0]
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("without the cache")
+    );
+    let r = diff_report_with_entries(&plain("a"), REPO, &[]);
+    assert_eq!(r.steps[0].status, StepStatus::NotComparable);
+    assert_eq!((r.cause, r.steps[0].role), (None, None));
+}

@@ -383,3 +383,85 @@ fn base64_auth(user: &str, pass: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
 }
+
+/// Memory never grows with the layer: a layer of 96 MiB of incompressible bytes is listed and
+/// searched with a peak RSS far below its size (kbuild logs its own VmHWM after each layer).
+#[test]
+fn files_and_find_stream_a_large_layer_in_flat_memory() {
+    const SIZE: usize = 96 << 20;
+    let reg = CacheRegistry::new();
+    let repo = reg.repo("big/cache");
+    let mut data = vec![0u8; SIZE];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    for chunk in data.chunks_exact_mut(8) {
+        // xorshift64: incompressible enough that the blob is as large as the file.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    reg.push_kaniko(
+        &repo,
+        K_VERSION,
+        "RUN make big",
+        &[T::File("data/big.bin", 0o644, &data)],
+        &created_ago(DAY),
+    );
+    drop(data);
+    let target = format!("{repo}:{K_VERSION}");
+    let peak = |stderr: &str| -> u64 {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains("peak memory"))
+            .unwrap_or_else(|| panic!("no peak memory line:\n{stderr}"));
+        let kib = line.rsplit("peak memory ").next().unwrap();
+        kib.trim_end_matches(" KiB").trim().parse().unwrap()
+    };
+    let (code, stdout, stderr) = inspect(&[&target, "--files"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("100663296 /data/big.bin"), "{stdout}");
+    assert!(stdout.contains("96.0 MiB"), "{stdout}");
+    let files_peak = peak(&stderr);
+    let (code, _, stderr) = inspect(&[&target, "--find", "/data/big.bin"]);
+    assert_eq!(code, 0, "{stderr}");
+    let find_peak = peak(&stderr);
+    for (what, kib) in [("--files", files_peak), ("--find", find_peak)] {
+        assert!(
+            kib > 0 && kib < 48 * 1024,
+            "{what} peaked at {kib} KiB for a {} MiB layer",
+            SIZE >> 20
+        );
+    }
+}
+
+/// The build's TLS flags reach the cache repository: a self-signed registry is refused by
+/// default, read with its certificate, and read with the build's `--skip-tls-verify`.
+#[test]
+fn tls_flags_of_the_build_reach_the_cache_repository() {
+    let registry = Registry::with_tls();
+    let mut certs = std::collections::BTreeMap::new();
+    certs.insert(registry.addr(), registry.certificate());
+    let options = kbuild::registry::RegistryOptions {
+        registry_certificates: certs,
+        ..Default::default()
+    };
+    let cert = format!(
+        "--registry-certificate={}={}",
+        registry.addr(),
+        registry.certificate().display()
+    );
+    let reg = CacheRegistry::with_options(registry, Keychain::anonymous(), options);
+    let repo = reg.repo("secure/cache");
+    reg.push_kaniko(&repo, K_VERSION, "RUN go version", &[], &created_ago(DAY));
+    let (code, _, stderr) = inspect(&[&repo]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("certificate"), "{stderr}");
+    for flag in [cert.as_str(), "--skip-tls-verify", "--skip-tls-verify-pull"] {
+        let (code, stdout, stderr) = inspect(&[&repo, flag]);
+        assert_eq!(code, 0, "{flag}: {stderr}");
+        assert!(
+            stdout.contains("1 entry (0 kbuild, 1 Kaniko)"),
+            "{flag}: {stdout}"
+        );
+    }
+}

@@ -102,6 +102,15 @@ impl CacheRegistry {
     }
 
     pub fn on(registry: Registry, keychain: Keychain) -> CacheRegistry {
+        CacheRegistry::with_options(registry, keychain, RegistryOptions::default())
+    }
+
+    /// As [`CacheRegistry::on`], pushing with `options` (a TLS registry's certificate).
+    pub fn with_options(
+        registry: Registry,
+        keychain: Keychain,
+        options: RegistryOptions,
+    ) -> CacheRegistry {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path().join("store")).unwrap();
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -109,7 +118,7 @@ impl CacheRegistry {
             .enable_all()
             .build()
             .unwrap();
-        let client = RegistryClient::new(RegistryOptions::default(), keychain);
+        let client = RegistryClient::new(options, keychain);
         CacheRegistry {
             registry,
             dir,
