@@ -180,7 +180,7 @@ fn inspect(args: &InspectArgs) -> Result<(), Error> {
     })?;
     let listed = ListedEntry::new(entry, now, args.cache_ttl);
     if args.files {
-        return files(&repo, runtime.handle(), &listed, args.format, style);
+        return files(&repo, runtime.handle(), &listed, args.format);
     }
     if let Some(pattern) = &args.find {
         return find(
@@ -209,7 +209,6 @@ fn files(
     handle: &tokio::runtime::Handle,
     listed: &ListedEntry,
     format: Format,
-    style: Style,
 ) -> Result<(), Error> {
     let entry = &listed.entry;
     let stdout = std::io::stdout();
@@ -281,7 +280,6 @@ fn files(
         }
         Ok(())
     })();
-    let _ = style;
     match result.and_then(|_| out.flush().map_err(write_err)) {
         Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
         Err(Error::CacheDebug(DebugError::Layer { reason, .. }))

@@ -140,7 +140,7 @@ pub fn explain_log(
     }
     for u in unsaved(log, &options.ignore_paths) {
         out.findings
-            .push(unsaved_finding(log, &u, repo.as_ref(), handle));
+            .push(unsaved_finding(log, &u, plan, repo.as_ref(), handle));
     }
     if let (Some(code), Some(error)) = (log.exit_status, &log.error) {
         let (stage, command) = log.last_command.clone().unwrap_or((None, "RUN ?".into()));
@@ -172,6 +172,7 @@ pub fn explain_log(
 fn unsaved_finding(
     log: &KanikoLog,
     u: &Unsaved,
+    plan: Option<&Plan>,
     repo: Option<&CacheRepo>,
     handle: &tokio::runtime::Handle,
 ) -> Finding {
@@ -197,12 +198,16 @@ fn unsaved_finding(
             e
         })
         .collect();
-    let base = log
-        .stages
-        .iter()
-        .find(|s| s.index == u.stage)
-        .map(|s| format!(" (FROM {})", s.base))
-        .unwrap_or_default();
+    // Kaniko's log names stages by index and base; the Dockerfile (when given) by name.
+    let base = match plan.and_then(|p| p.stages.get(u.stage)) {
+        Some(stage) => format!(" ({})", stage.display_name()),
+        None => log
+            .stages
+            .iter()
+            .find(|s| s.index == u.stage)
+            .map(|s| format!(" (FROM {})", s.base))
+            .unwrap_or_default(),
+    };
     let mut evidence = Evidence {
         stage: Some(format!("{}{base}", u.stage)),
         path: Some(u.path.clone()),

@@ -18,7 +18,7 @@ use tokio_util::io::{StreamReader, SyncIoBridge};
 use super::DebugError;
 use super::entry::{CacheEntry, LayerRef, is_key_tag, parse_entry};
 use crate::digest::Digest;
-use crate::registry::manifest::{ImageIndex, ImageManifest, detect_media_type};
+use crate::registry::manifest::{ImageIndex, ImageManifest, detect_media_type, is_index};
 use crate::registry::{Direction, Reference, RegistryClient, RegistryError};
 
 /// Entries fetched at the same time when listing a repository.
@@ -155,7 +155,7 @@ impl CacheRepo {
         tags.dedup();
         if tags.len() < total {
             tracing::info!(
-                "{}: skipped {} tags that are not cache keys",
+                "{}: skipped {} tag(s) that are not cache keys",
                 self.name(),
                 total - tags.len()
             );
@@ -208,6 +208,9 @@ impl CacheRepo {
                     }
                     other => other?,
                 };
+                if is_index(&fetched.media_type) {
+                    return Err(not_entry("it is an image index, not a single image".into()));
+                }
                 let parsed: ImageManifest = serde_json::from_slice(&fetched.bytes)
                     .map_err(|e| not_entry(format!("the manifest does not parse: {e}")))?;
                 let config = self.small_blob(r, &parsed.config.digest).await?;
@@ -226,6 +229,9 @@ impl CacheRepo {
                 let bytes = read_layout_blob(dir, &descriptor.digest)?;
                 let media_type = detect_media_type(Some(&descriptor.media_type), &bytes)
                     .unwrap_or_else(|| descriptor.media_type.clone());
+                if is_index(&media_type) {
+                    return Err(not_entry("it is an image index, not a single image".into()));
+                }
                 let parsed: ImageManifest = serde_json::from_slice(&bytes)
                     .map_err(|e| not_entry(format!("the manifest does not parse: {e}")))?;
                 let config = read_layout_blob(dir, &parsed.config.digest)?;

@@ -329,7 +329,8 @@ pub fn explain_report(
         .or_else(|| report.cache_repo.clone())
         .filter(|r| !r.is_empty());
     let questions = rules::layer_questions(report);
-    let wants_registry = report.has_cache() || !questions.is_empty();
+    // The listing is only worth its cost when a miss needs explaining.
+    let wants_registry = rules::misses_to_explain(report) || !questions.is_empty();
     let mut entries: Option<Vec<CacheEntry>> = None;
     let mut checks = Vec::new();
     match (&repo_name, options.use_registry && wants_registry) {

@@ -44,6 +44,24 @@ pub fn run(inputs: &Inputs) -> Vec<Finding> {
     out
 }
 
+/// True when an instruction missed the cache for a reason the cache repository can tell: no
+/// entry, no reason recorded, or an expired entry whose creation time the report lacks.
+pub fn misses_to_explain(report: &BuildReport) -> bool {
+    report
+        .stages
+        .iter()
+        .flat_map(|s| &s.instructions)
+        .filter_map(|i| i.cache.as_ref())
+        .any(|c| {
+            c.status == "miss"
+                && match c.reason.as_deref() {
+                    None | Some("no_entry") => true,
+                    Some("expired") => c.created.is_none(),
+                    Some(_) => false,
+                }
+        })
+}
+
 /// The layers worth reading: for a cross-stage source the producer stage did not make, the
 /// cache entries that stage used, each with the path to look for.
 pub fn layer_questions(report: &BuildReport) -> Vec<(String, Vec<String>)> {

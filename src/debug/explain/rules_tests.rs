@@ -510,3 +510,25 @@ fn kb020_not_for_a_plain_miss() {
     let (s, _) = stage(0, "b", "sha256:b", REPO, &[i("RUN make")]);
     assert!(!ids(&explain(&report(vec![s], ok(), REPO), None, None, &[])).contains(&"KB020"));
 }
+
+#[test]
+fn the_registry_is_read_only_for_misses_it_can_explain() {
+    let hits: Vec<I> = vec![i("RUN a").hit(), i("RUN b").hit()];
+    let (s, _) = stage(0, "b", "sha256:b", REPO, &hits);
+    assert!(!misses_to_explain(&report(vec![s], ok(), REPO)));
+    let (mut s, _) = stage(
+        0,
+        "b",
+        "sha256:b",
+        REPO,
+        &[i("RUN a").reason(Some("expired"))],
+    );
+    assert!(
+        misses_to_explain(&report(vec![s.clone()], ok(), REPO)),
+        "age unknown"
+    );
+    s["instructions"][0]["cache"]["created"] = json!("2025-05-01T10:00:00Z");
+    assert!(!misses_to_explain(&report(vec![s], ok(), REPO)));
+    let (s, _) = stage(0, "b", "sha256:b", REPO, &[i("RUN a")]);
+    assert!(misses_to_explain(&report(vec![s], ok(), REPO)));
+}

@@ -465,3 +465,58 @@ fn tls_flags_of_the_build_reach_the_cache_repository() {
         );
     }
 }
+
+/// Tags that are not keys are skipped; an image that is neither kind is listed as unknown.
+#[test]
+fn other_images_in_a_cache_repository_are_not_mistaken_for_entries() {
+    let reg = CacheRegistry::new();
+    let repo = reg.repo("mixed/cache");
+    reg.push_kaniko(&repo, K_VERSION, "RUN go version", &[], &created_ago(DAY));
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(store_dir.path()).unwrap();
+    let plain = |tag: &str| {
+        let mut image = ImageBuilder::scratch(&store, &Platform::host());
+        image
+            .add_layer_tar(&layer_tar(&[T::File("x", 0o644, b"x")])[..], "COPY x /")
+            .unwrap();
+        let built = image.build().unwrap();
+        let dest: kbuild::registry::Reference = format!("{repo}:{tag}").parse().unwrap();
+        let client =
+            kbuild::registry::RegistryClient::new(Default::default(), Keychain::anonymous());
+        tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(kbuild::registry::push_image(
+                &client,
+                &built.to_push(),
+                &[dest],
+                &store,
+            ))
+            .unwrap();
+    };
+    plain("latest");
+    plain(K_CP);
+    let (code, stdout, stderr) = inspect(&[&repo, "--format", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("skipped 1 tag(s) that are not cache keys"),
+        "{stderr}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let kinds: Vec<(&str, &str)> = v["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["tag"].as_str().unwrap(), e["kind"].as_str().unwrap()))
+        .collect();
+    assert_eq!(kinds.len(), 2);
+    assert!(
+        kinds.contains(&(K_CP, "unknown")) && kinds.contains(&(K_VERSION, "kaniko")),
+        "{kinds:?}"
+    );
+    let (code, stdout, _) = inspect(&[&format!("{repo}:{K_CP}")]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("unknown: neither a kbuild nor a Kaniko cache entry"),
+        "{stdout}"
+    );
+}

@@ -137,6 +137,10 @@ fn kb030_from_the_log_alone_offline_and_with_the_static_check() {
         entries[1].get("layer_entries").is_none(),
         "not read offline"
     );
+    assert_eq!(
+        v["findings"][0]["evidence"]["stage"], "0 (builder)",
+        "the Dockerfile names the stage"
+    );
     assert!(
         v["notes"][0].as_str().unwrap().contains("--offline"),
         "{}",
