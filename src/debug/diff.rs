@@ -367,6 +367,10 @@ pub fn nearest<'a>(step: &Step, candidates: &'a [Step]) -> Option<&'a Step> {
             .find_map(|p| p.parent().map(|(_, k)| k.to_string()))
     };
     let parent = parent_of(parts);
+    let wanted: BTreeSet<(String, String, String)> = parts
+        .iter()
+        .map(|p| (p.kind(), p.identity(), p.value_text()))
+        .collect();
     candidates
         .iter()
         .filter_map(|c| {
@@ -378,7 +382,10 @@ pub fn nearest<'a>(step: &Step, candidates: &'a [Step]) -> Option<&'a Step> {
             if !same_parent && instruction_text(cp) != text {
                 return None;
             }
-            let common = cp.iter().filter(|p| parts.contains(p)).count();
+            let common = cp
+                .iter()
+                .filter(|p| wanted.contains(&(p.kind(), p.identity(), p.value_text())))
+                .count();
             Some(((same_parent, common), c))
         })
         .max_by_key(|(score, _)| *score)
@@ -555,16 +562,20 @@ pub fn compare_parts(a: &[ReadPart], b: &[ReadPart]) -> Vec<PartChange> {
             .collect()
     };
     let (ia, ib) = (ids(a), ids(b));
+    // Indexed, since a COPY of a large context has a part per file.
+    let in_b: BTreeMap<&(String, String, usize), usize> =
+        ib.iter().enumerate().map(|(j, id)| (id, j)).collect();
+    let in_a: BTreeSet<&(String, String, usize)> = ia.iter().collect();
     let mut out = Vec::new();
     for (i, id) in ia.iter().enumerate() {
-        match ib.iter().position(|x| x == id) {
-            Some(j) if a[i] == b[j] => {}
-            Some(j) => out.push(change(Some(&a[i]), Some(&b[j]))),
+        match in_b.get(id) {
+            Some(&j) if a[i] == b[j] => {}
+            Some(&j) => out.push(change(Some(&a[i]), Some(&b[j]))),
             None => out.push(change(Some(&a[i]), None)),
         }
     }
     for (j, id) in ib.iter().enumerate() {
-        if !ia.contains(id) {
+        if !in_a.contains(id) {
             out.push(change(None, Some(&b[j])));
         }
     }

@@ -1,5 +1,6 @@
 use super::*;
 use crate::cache::key::Preimage;
+use crate::debug::preimage::ReadPart;
 use crate::debug::testing::{I, arg, entry, file, i, preimage, report, stage};
 use serde_json::json;
 
@@ -241,4 +242,26 @@ fn reports_without_cache_keys_compare_as_nothing_and_cause_nothing() {
     let r = diff_report_with_entries(&plain("a"), REPO, &[]);
     assert_eq!(r.steps[0].status, StepStatus::NotComparable);
     assert_eq!((r.cause, r.steps[0].role), (None, None));
+}
+
+#[test]
+fn a_large_copy_compares_file_by_file() {
+    let files = |changed: &str| -> Vec<ReadPart> {
+        let mut p = preimage(ParentKind::Instruction, "k", "COPY . /src", &[]);
+        for n in 0..20_000 {
+            let content = if n == 12_345 { changed } else { "sha256:same" };
+            p.push(file(&format!("src/f{n}.go"), content));
+        }
+        crate::debug::preimage::read_preimage(&serde_json::to_value(&p).unwrap()).unwrap()
+    };
+    let (a, b) = (files("sha256:old"), files("sha256:new"));
+    let changes = compare_parts(&a, &b);
+    assert_eq!(changes.len(), 1);
+    assert_eq!(changes[0].name, "src/f12345.go");
+    let step = |parts| Step {
+        parts: Some(parts),
+        ..Step::default()
+    };
+    let candidates = [step(b)];
+    assert!(nearest(&step(a), &candidates).is_some());
 }
