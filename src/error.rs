@@ -56,6 +56,10 @@ pub enum Error {
     #[error(transparent)]
     Fs(#[from] crate::fs::FsError),
 
+    /// `kbuild cache inspect`, `cache diff` or `explain` failed (or `--find` found nothing).
+    #[error(transparent)]
+    CacheDebug(#[from] crate::debug::DebugError),
+
     /// An I/O failure outside any module's own error (reading a file named on the command line).
     #[error("{context}: {source}")]
     Io {
@@ -80,6 +84,7 @@ impl Error {
                 _ => EXIT_FAILURE,
             },
             Error::NotSupported { .. } | Error::Usage(_) => EXIT_USAGE,
+            Error::CacheDebug(e) => e.exit_code(),
             Error::Io { .. }
             | Error::Fs(_)
             | Error::Debug(_)

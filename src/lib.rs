@@ -9,6 +9,7 @@ pub mod build;
 pub mod cache;
 pub mod cli;
 pub mod context;
+pub mod debug;
 pub mod digest;
 pub mod dockerfile;
 pub mod error;

@@ -7,6 +7,8 @@
 
 pub mod build;
 pub mod build_args;
+pub mod cache;
+pub mod explain;
 pub mod logging;
 pub mod plan;
 pub mod registry_options;
@@ -50,6 +52,11 @@ pub enum Command {
     /// Release a paused Tekton debug breakpoint without a shell
     #[command(subcommand)]
     Debug(DebugCommand),
+    /// Look into a layer cache (kbuild's or Kaniko's): entries, preimages, layer files, key diffs
+    #[command(subcommand)]
+    Cache(cache::CacheCommand),
+    /// Explain why the last build failed or missed the cache; or a Kaniko log; or a Dockerfile
+    Explain(Box<explain::ExplainArgs>),
 }
 
 /// `kbuild debug` subcommands, for `kubectl exec <pod> -c step-<name> -- /kbuild debug ...`.
@@ -92,6 +99,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Some(Command::Build(args)) => build::run(&args, &cli.log),
         Some(Command::Debug(command)) => debug(command),
         Some(Command::Plan(args)) => plan::run(&args),
+        Some(Command::Cache(command)) => cache::run(&command),
+        Some(Command::Explain(args)) => explain::run(&args),
         None => build::run(&cli.build, &cli.log),
     }
 }

@@ -77,3 +77,5 @@ pub use layer::{Compression, LayerInfo, LayerOptions, Timestamps, write_layer};
 pub use root::{FileKind, Resolver, Root, Stat, Time};
 pub use snapshot::{Change, ChangeKind, Changes, IgnoreList, SnapshotMode, Snapshotter};
 pub use sys::{RealSys, Sys};
+// The cache debugger lists layers with the same hardened reader extraction uses.
+pub(crate) use tar_read::{EntryHeader as TarEntryHeader, EntryKind as TarEntryKind, TarReader};

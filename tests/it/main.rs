@@ -2,6 +2,7 @@
 
 mod build;
 mod cli;
+mod debug;
 mod dockerfile;
 mod exec;
 mod fs;
