@@ -215,3 +215,22 @@ fn the_step_action_writes_step_results_and_the_report_to_the_default_location() 
     let report = read_report(&step.host("/kaniko/report.json"));
     assert_eq!(report["outcome"]["digest"], digest.as_str());
 }
+
+/// `--report` as the Task passes it: `$(workspaces.cache.path)` is a directory (report.json in
+/// it) or empty (the default location); a path ending in `/` is a directory even before it
+/// exists, anything else is the file itself.
+#[test]
+fn the_report_location_follows_what_the_task_passes() {
+    use kbuild::build::report_location;
+    use std::path::Path;
+    let dir = tempfile::tempdir().unwrap();
+    let work = Path::new("/kaniko");
+    let at = |given: Option<&Path>| report_location(given, work);
+    assert_eq!(at(None), work.join("report.json"));
+    assert_eq!(at(Some(Path::new(""))), work.join("report.json"));
+    assert_eq!(at(Some(dir.path())), dir.path().join("report.json"));
+    let later = dir.path().join("not-yet/");
+    assert_eq!(at(Some(&later)), later.join("report.json"));
+    let file = dir.path().join("build.json");
+    assert_eq!(at(Some(&file)), file);
+}
