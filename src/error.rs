@@ -44,12 +44,12 @@ pub enum Error {
     Publish(#[from] crate::image::PublishError),
 
     /// A build failed; the report was written to `report`.
-    #[error("{source}{}", crate::cli::build::failure_notes(report, *breakpoint))]
+    #[error("{source}{}", crate::cli::build::failure_notes(report, breakpoint.as_deref()))]
     Build {
         source: Box<crate::build::BuildError>,
         report: std::path::PathBuf,
-        /// True inside a Tekton step with a debug breakpoint: say how to release it.
-        breakpoint: bool,
+        /// Inside a Tekton step with a debug breakpoint: the commands to run next.
+        breakpoint: Option<Box<crate::tekton::DebugHint>>,
     },
 
     /// The rootfs engine failed: extraction, a snapshot or a layer.

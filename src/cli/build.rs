@@ -140,24 +140,23 @@ pub fn run(args: &BuildArgs, log: &LogArgs) -> Result<(), Error> {
         }
         Err(err) => Err(Error::Build {
             source: Box::new(err),
+            breakpoint: crate::tekton::DebugHint::detect(&report_path).map(Box::new),
             report: report_path,
-            breakpoint: crate::tekton::Breakpoint::configured(std::path::Path::new(
-                crate::tekton::TEKTON_DIR,
-            )),
         }),
     }
 }
 
-/// Where the report of a failed build is, and what to do next, as lines after the error.
-pub fn failure_notes(report: &std::path::Path, breakpoint: bool) -> String {
+/// Where the report of a failed build is and, when the step is paused at a Tekton debug
+/// breakpoint, the commands to run next, as lines after the error (the commands come last, so
+/// they are what a user sees at the end of the step's log).
+pub fn failure_notes(
+    report: &std::path::Path,
+    breakpoint: Option<&crate::tekton::DebugHint>,
+) -> String {
     let mut notes = format!("\nthe build report is at {}", report.display());
-    if breakpoint {
-        notes.push_str(
-            "\nthis step is paused at a Tekton debug breakpoint; from your machine, run:\n  \
-             kubectl exec $POD -c step-$STEP -- /kbuild debug fail-continue    (end the step as \
-             failed)\n  kubectl exec $POD -c step-$STEP -- /kbuild debug continue         (or \
-             mark it successful)",
-        );
+    if let Some(hint) = breakpoint {
+        notes.push('\n');
+        notes.push_str(&hint.to_string());
     }
     notes
 }

@@ -173,8 +173,8 @@ pub struct CacheArgs {
     #[arg(long, value_name = "REPO")]
     pub cache_repo: Option<String>,
 
-    /// Local directory kept between builds for base image blobs
-    #[arg(long, default_value = "/cache", value_name = "DIR")]
+    /// Local directory kept between builds for base image blobs (empty: none)
+    #[arg(long, default_value = "/cache", value_name = "DIR", value_parser = path_or_empty)]
     pub cache_dir: PathBuf,
 
     /// How long a cache entry stays valid after it was created (Go duration: 336h, 90m, 1h30m)
@@ -312,8 +312,9 @@ pub struct RegistryArgs {
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "kbuild")]
 pub struct KbuildArgs {
-    /// Write the build report (JSON) here [default: <work dir>/report.json]
-    #[arg(long, value_name = "FILE")]
+    /// Write the build report (JSON) here, or in this directory as report.json; empty: the
+    /// default [default: <work dir>/report.json]
+    #[arg(long, value_name = "FILE", value_parser = path_or_empty)]
     pub report: Option<PathBuf>,
 
     /// Directory for Tekton results (IMAGE_DIGEST, IMAGE_URL, IMAGE_REF) [default: /tekton/results
@@ -353,6 +354,12 @@ impl BuildArgs {
 }
 
 /// Parses `KEY=VALUE`, the form of Kaniko's key-value flags.
+/// A path that may be empty. A Tekton Task passes `--cache-dir=$(workspaces.cache.path)`, which
+/// is empty when the optional workspace is not bound; clap's own path parser refuses that.
+pub fn path_or_empty(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
 pub fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -424,6 +431,18 @@ mod tests {
         for bad in ["", "h", "10", "10x", "1h-3m"] {
             assert!(parse_go_duration(bad).is_err(), "{bad} should be rejected");
         }
+    }
+
+    #[test]
+    fn an_unbound_tekton_workspace_gives_empty_paths_that_are_accepted() {
+        use clap::Parser;
+        let cli = crate::cli::Cli::try_parse_from(["kbuild", "build", "--cache-dir=", "--report="])
+            .unwrap();
+        let Some(crate::cli::Command::Build(args)) = cli.command else {
+            panic!("not a build");
+        };
+        assert_eq!(args.cache.cache_dir, PathBuf::new());
+        assert_eq!(args.kbuild.report, Some(PathBuf::new()));
     }
 
     #[test]

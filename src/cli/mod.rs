@@ -71,9 +71,9 @@ pub enum DebugCommand {
 /// Where the step's Tekton files are.
 #[derive(clap::Args, Debug)]
 pub struct DebugArgs {
-    /// The directory Tekton mounts into every step
-    #[arg(long, default_value = crate::tekton::TEKTON_DIR, value_name = "DIR")]
-    pub tekton_dir: std::path::PathBuf,
+    /// The directory Tekton mounts into every step [default: /tekton]
+    #[arg(long, value_name = "DIR")]
+    pub tekton_dir: Option<std::path::PathBuf>,
 }
 
 /// Parses the process arguments, runs the command and returns the process exit code.
@@ -110,7 +110,8 @@ fn debug(command: DebugCommand) -> Result<(), Error> {
         DebugCommand::Continue(args) => (args, crate::tekton::Release::Continue),
         DebugCommand::FailContinue(args) => (args, crate::tekton::Release::FailContinue),
     };
-    let breakpoint = crate::tekton::Breakpoint::find(&args.tekton_dir)?;
+    let tekton = args.tekton_dir.unwrap_or_else(crate::tekton::tekton_dir);
+    let breakpoint = crate::tekton::Breakpoint::find(&tekton)?;
     let code = breakpoint.release(how)?;
     println!(
         "released the breakpoint of step {}: the step ends with exit code {code}",

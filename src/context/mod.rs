@@ -221,12 +221,16 @@ mod tests {
     #[test]
     fn dockerfile_specific_ignore_file_wins() {
         let dir = tempfile::tempdir().unwrap();
+        // Absolute: a relative --dockerfile is looked up in the working directory first, and
+        // tests run in the repository, which has a Dockerfile of its own.
+        let dockerfile = dir.path().join("Dockerfile");
+        let dockerfile = dockerfile.to_str().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
-        let ctx = BuildContext::open(&spec(dir.path(), "Dockerfile")).unwrap();
+        let ctx = BuildContext::open(&spec(dir.path(), dockerfile)).unwrap();
         assert!(ctx.is_excluded("a.log") && !ctx.is_excluded("a.tmp"));
         std::fs::write(dir.path().join("Dockerfile.dockerignore"), "*.tmp\n").unwrap();
-        let ctx = BuildContext::open(&spec(dir.path(), "Dockerfile")).unwrap();
+        let ctx = BuildContext::open(&spec(dir.path(), dockerfile)).unwrap();
         assert!(!ctx.is_excluded("a.log") && ctx.is_excluded("a.tmp"));
         assert_eq!(
             ctx.ignore_file,

@@ -52,10 +52,11 @@ pub enum ResultsError {
 }
 
 impl ResultFiles {
-    /// The Tekton results directory to use: the one given, else `/tekton/results` if it exists.
+    /// The Tekton results directory to use: the one given, else `/tekton/results` if it exists
+    /// (under [`super::tekton_dir`]).
     pub fn tekton_dir_or_default(given: Option<PathBuf>) -> Option<PathBuf> {
         given.or_else(|| {
-            let default = PathBuf::from("/tekton/results");
+            let default = super::tekton_dir().join("results");
             default.is_dir().then_some(default)
         })
     }

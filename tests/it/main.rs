@@ -9,5 +9,7 @@ mod fs;
 mod harness;
 mod plan;
 mod registry;
+mod step_image;
 mod tekton;
+mod tekton_step;
 mod tekton_yaml;

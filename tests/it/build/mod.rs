@@ -22,13 +22,48 @@ use crate::harness::{kbuild, rootfs, run, text};
 pub struct World {
     pub registry: Registry,
     pub dir: tempfile::TempDir,
+    /// The directory holding the docker `config.json` for a registry that wants a password.
+    pub docker_config: Option<PathBuf>,
 }
 
 impl World {
     pub fn new() -> World {
-        let registry = Registry::start();
+        World::with_base(World::bare())
+    }
+
+    /// A world whose registry wants HTTP basic auth with `user` and `pass`; its own builds and
+    /// pulls use a docker `config.json` with them ([`World::docker_config`]).
+    pub fn with_auth(user: &str, pass: &str) -> World {
+        use base64::Engine as _;
+        let registry = Registry::with_auth(user, pass);
         let dir = tempfile::tempdir().unwrap();
-        let world = World { registry, dir };
+        let config = dir.path().join("docker");
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
+        write(
+            &config,
+            "config.json",
+            &format!(
+                r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#,
+                registry.addr()
+            ),
+        );
+        World::with_base(World {
+            registry,
+            dir,
+            docker_config: Some(config),
+        })
+    }
+
+    /// A registry and a directory, without the base image (for builds `FROM scratch`).
+    pub fn bare() -> World {
+        World {
+            registry: Registry::start(),
+            dir: tempfile::tempdir().unwrap(),
+            docker_config: None,
+        }
+    }
+
+    fn with_base(world: World) -> World {
         let base = world.context("base");
         rootfs::busybox(&base.join("rootfs"));
         rootfs::with_users(&base.join("rootfs"));
@@ -75,6 +110,9 @@ impl World {
             .arg(format!("--build-arg=BASE={}", self.base()))
             .args(["--insecure", "--insecure-pull"])
             .args(extra);
+        if let Some(config) = &self.docker_config {
+            cmd.env("DOCKER_CONFIG", config);
+        }
         run(&mut cmd)
     }
 
@@ -86,7 +124,11 @@ impl World {
             insecure_pull: true,
             ..RegistryOptions::default()
         };
-        let client = RegistryClient::new(options, Keychain::anonymous());
+        let keychain = match &self.docker_config {
+            Some(config) => Keychain::load(&[config.join("config.json")]).unwrap(),
+            None => Keychain::anonymous(),
+        };
+        let client = RegistryClient::new(options, keychain);
         let reference = self.image(name).parse().unwrap();
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let pulled = runtime

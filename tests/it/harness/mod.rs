@@ -2,11 +2,16 @@
 
 use std::process::{Command, Output};
 
-/// The kbuild binary built for this test run.
+/// The kbuild binary built for this test run, started in an empty directory.
 pub fn kbuild() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_kbuild"));
-    // Tests must not depend on the developer's terminal or environment.
-    cmd.env("NO_COLOR", "1")
+    // Tests must not depend on the developer's terminal or environment. That includes the
+    // working directory: `--dockerfile=Dockerfile` is looked up there before the context (as
+    // Kaniko does), and the repository has a Dockerfile of its own.
+    let cwd = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("kbuild-cwd");
+    std::fs::create_dir_all(&cwd).unwrap();
+    cmd.current_dir(cwd)
+        .env("NO_COLOR", "1")
         .env_remove("KANIKO_DIR")
         .env_remove("KANIKO_NO_PUSH")
         .env_remove("KANIKO_REGISTRY_MIRROR")
@@ -30,3 +35,4 @@ pub fn text(output: &Output) -> (String, String) {
 pub mod proxy;
 pub mod registry;
 pub mod rootfs;
+pub mod tekton;
