@@ -11,7 +11,8 @@ use crate::exec::{self, Isolation, RunSpec, User};
 use crate::fs::{Changes, FileKind, Root};
 use crate::image::config::Healthcheck as ConfigHealthcheck;
 
-use super::copy::{self, CopyRequest, SourceTree};
+use super::copy::{self, CopyPlan, CopyRequest, SourceTree};
+use super::keys::Prepared;
 use super::stage::{Finished, StageState};
 use super::{BuildError, glob};
 
@@ -64,13 +65,15 @@ fn command_argv(state: &StageState, command: &CommandLine) -> Vec<String> {
     }
 }
 
-/// Runs one expanded instruction.
-pub(super) fn execute(
-    state: &mut StageState,
+/// Runs one expanded instruction; `prepared` is what keying it already did (COPY plans, ADD
+/// downloads), empty with the cache off.
+pub(super) fn execute<'a>(
+    state: &mut StageState<'a>,
     instruction: &Instruction,
     location: &str,
     images: &mut BTreeMap<String, PathBuf>,
     finished: &BTreeMap<usize, Finished>,
+    prepared: Prepared<'a>,
 ) -> Result<Outcome, BuildError> {
     let created_by = instruction.to_string();
     let config_only = |created_by: String| Ok(Outcome::Config { created_by });
@@ -196,17 +199,27 @@ pub(super) fn execute(
             if c.parents || !c.exclude.is_empty() {
                 return Err(not_supported("COPY --parents and --exclude"));
             }
-            let tree = source_tree(state, c.from.as_deref(), location, images, finished)?;
-            copy_into(
-                state, &tree, &c.sources, &c.dest, &c.chown, &c.chmod, false, location,
-            )
-            .map(|changes| changes_outcome(changes, created_by))
+            let (tree, plan) = match prepared.copy {
+                Some((tree, plan)) => (tree, Some(plan)),
+                None => (
+                    source_tree(state, c.from.as_deref(), location, images, finished)?,
+                    None,
+                ),
+            };
+            let sources = CopySources {
+                tree: &tree,
+                plan,
+                sources: &c.sources,
+                unpack: false,
+            };
+            copy_into(state, sources, &c.dest, &c.chown, &c.chmod, location)
+                .map(|changes| changes_outcome(changes, created_by))
         }
         Instruction::Add(a) => {
             if !a.exclude.is_empty() {
                 return Err(not_supported("ADD --exclude"));
             }
-            add(state, a, location, created_by)
+            add(state, a, location, created_by, prepared)
         }
     }
 }
@@ -228,7 +241,7 @@ fn changes_outcome(changes: Changes, created_by: String) -> Outcome {
 }
 
 /// The current working directory of the stage.
-fn current_workdir(state: &StageState) -> String {
+pub(super) fn current_workdir(state: &StageState) -> String {
     state
         .builder
         .config()
@@ -269,17 +282,22 @@ fn current_user(state: &StageState, location: &str) -> Result<User, BuildError> 
     })
 }
 
+/// Where `WORKDIR path` leads from the current working directory.
+pub(super) fn workdir_path(state: &StageState, path: &str) -> String {
+    if path.starts_with('/') {
+        clean(path)
+    } else {
+        clean(&format!("{}/{path}", current_workdir(state)))
+    }
+}
+
 fn workdir(
     state: &mut StageState,
     path: &str,
     location: &str,
     created_by: String,
 ) -> Result<Outcome, BuildError> {
-    let resolved = if path.starts_with('/') {
-        clean(path)
-    } else {
-        clean(&format!("{}/{path}", current_workdir(state)))
-    };
+    let resolved = workdir_path(state, path);
     state.builder.config_mut().config.working_dir = Some(resolved.clone());
     let user = current_user(state, location)?;
     let mut created = Vec::new();
@@ -335,17 +353,13 @@ fn record(
         .map_err(fs_err(location))
 }
 
-fn run_instruction(
-    state: &mut StageState,
+/// The argv a RUN executes and the history line it gets (Kaniko's `RUN |n K=V ... cmd` form
+/// when ARGs are visible), from the stage as it stands: SHELL, ARGs.
+pub(super) fn run_command(
+    state: &StageState,
     run: &crate::dockerfile::instructions::Run,
     location: &str,
-) -> Result<Outcome, BuildError> {
-    if !run.mounts.is_empty() {
-        return Err(not_supported("RUN --mount"));
-    }
-    if run.network.is_some() || run.security.is_some() {
-        return Err(not_supported("RUN --network and --security"));
-    }
+) -> Result<(Vec<String>, String), BuildError> {
     let argv = match &run.command {
         CommandLine::Exec(argv) => argv.clone(),
         CommandLine::Shell(line) => {
@@ -363,6 +377,21 @@ fn run_instruction(
         }
     }
     created_by.push_str(&argv.join(" "));
+    Ok((argv, created_by))
+}
+
+fn run_instruction(
+    state: &mut StageState,
+    run: &crate::dockerfile::instructions::Run,
+    location: &str,
+) -> Result<Outcome, BuildError> {
+    if !run.mounts.is_empty() {
+        return Err(not_supported("RUN --mount"));
+    }
+    if run.network.is_some() || run.security.is_some() {
+        return Err(not_supported("RUN --network and --security"));
+    }
+    let (argv, created_by) = run_command(state, run, location)?;
     let user = current_user(state, location)?;
     let request = state.exec.request;
     state.run_counter += 1;
@@ -459,8 +488,31 @@ fn heredoc_script(
     Ok(script)
 }
 
+/// The build context as a COPY source.
+pub(super) fn context_tree<'a>(
+    state: &StageState<'a>,
+    location: &str,
+) -> Result<SourceTree<'a>, BuildError> {
+    let exec = state.exec;
+    Ok(SourceTree {
+        root: Root::open(&exec.context.root).map_err(fs_err(location))?,
+        ignore: Some(&exec.context.ignore),
+        keep_owner: false,
+        name: "the build context".into(),
+    })
+}
+
+/// Where the URLs of a stage's `n`th instruction are downloaded.
+pub(super) fn download_dir(state: &StageState, n: usize) -> PathBuf {
+    state
+        .exec
+        .work
+        .join("downloads")
+        .join(format!("{}-{n}", state.index))
+}
+
 /// The tree a COPY reads from: the context, a finished stage, or an image.
-fn source_tree<'a>(
+pub(super) fn source_tree<'a>(
     state: &StageState<'a>,
     from: Option<&str>,
     location: &str,
@@ -469,12 +521,7 @@ fn source_tree<'a>(
 ) -> Result<SourceTree<'a>, BuildError> {
     let exec = state.exec;
     let Some(from) = from else {
-        return Ok(SourceTree {
-            root: Root::open(&exec.context.root).map_err(fs_err(location))?,
-            ignore: Some(&exec.context.ignore),
-            keep_owner: false,
-            name: "the build context".into(),
-        });
+        return context_tree(state, location);
     };
     let stage = stage_index(exec.dockerfile, from, state.index);
     let (dir, name) = match stage {
@@ -542,15 +589,20 @@ fn parse_chown(state: &StageState, chown: &str, location: &str) -> Result<(u32, 
     Ok((uid, gid))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What a COPY/ADD copies: the tree, its plan when keying made one, the sources as written.
+struct CopySources<'t, 'a> {
+    tree: &'t SourceTree<'a>,
+    plan: Option<CopyPlan>,
+    sources: &'t [Source],
+    unpack: bool,
+}
+
 fn copy_into(
     state: &mut StageState,
-    tree: &SourceTree,
-    sources: &[Source],
+    from: CopySources,
     dest: &str,
     chown: &Option<String>,
     chmod: &Option<String>,
-    unpack: bool,
     location: &str,
 ) -> Result<Changes, BuildError> {
     let chown = chown
@@ -564,14 +616,16 @@ fn copy_into(
                 .map_err(|_| instruction_err(location, format!("invalid --chmod {m:?}: not octal")))
         })
         .transpose()?;
-    let patterns: Vec<String> = sources
+    let patterns: Vec<String> = from
+        .sources
         .iter()
         .filter_map(|s| match s {
             Source::Path(p) => Some(p.clone()),
             Source::Heredoc(_) => None,
         })
         .collect();
-    let inline: Vec<(String, String)> = sources
+    let inline: Vec<(String, String)> = from
+        .sources
         .iter()
         .filter_map(|s| match s {
             Source::Heredoc(h) => Some((h.name.clone(), h.body())),
@@ -586,16 +640,19 @@ fn copy_into(
         workdir: &workdir,
         chown,
         chmod,
-        unpack,
+        unpack: from.unpack,
     };
     let phases = state.exec.phases;
+    let tree = from.tree;
     let copied = phases
-        .time("copy", || copy::copy(tree, &state.root, &request))
+        .time("copy", || match &from.plan {
+            Some(plan) => copy::apply(tree, &state.root, &request, plan),
+            None => copy::copy(tree, &state.root, &request),
+        })
         .map_err(|source| BuildError::Copy {
             location: location.to_string(),
             source,
         })?;
-    state.copied_sources = copied.sources;
     let mut changes = record(state, &copied.created_dirs, false, location)?;
     for (path, change) in record(state, &copied.written, true, location)?.iter() {
         changes.insert(path, change.clone());
@@ -603,11 +660,12 @@ fn copy_into(
     Ok(changes)
 }
 
-fn add(
-    state: &mut StageState,
+fn add<'a>(
+    state: &mut StageState<'a>,
     add: &crate::dockerfile::instructions::Add,
     location: &str,
     created_by: String,
+    prepared: Prepared<'a>,
 ) -> Result<Outcome, BuildError> {
     let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
     let urls: Vec<&str> = add
@@ -632,40 +690,38 @@ fn add(
         ));
     }
     if urls.is_empty() {
-        let tree = SourceTree {
-            root: Root::open(&state.exec.context.root).map_err(fs_err(location))?,
-            ignore: Some(&state.exec.context.ignore),
-            keep_owner: false,
-            name: "the build context".into(),
+        let (tree, plan) = match prepared.copy {
+            Some((tree, plan)) => (tree, Some(plan)),
+            None => (context_tree(state, location)?, None),
         };
-        let unpack = add.unpack.unwrap_or(true);
-        let changes = copy_into(
-            state,
-            &tree,
-            &add.sources,
-            &add.dest,
-            &add.chown,
-            &add.chmod,
-            unpack,
-            location,
-        )?;
+        let sources = CopySources {
+            tree: &tree,
+            plan,
+            sources: &add.sources,
+            unpack: add.unpack.unwrap_or(true),
+        };
+        let changes = copy_into(state, sources, &add.dest, &add.chown, &add.chmod, location)?;
         return Ok(changes_outcome(changes, created_by));
     }
-    let dir = state.exec.work.join("downloads").join(format!(
-        "{}-{}",
-        state.index,
-        state.report.instructions.len()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut names = Vec::new();
-    for url in &urls {
-        let name = super::download::fetch(state.exec, url, add.checksum.as_deref(), &dir)
-            .map_err(|message| instruction_err(location, message))?;
-        names.push(Source::Path(name));
-    }
+    let (dir, names) = match prepared.downloads {
+        Some(done) => done,
+        None => {
+            let dir = download_dir(state, state.report.instructions.len());
+            std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let mut names = Vec::new();
+            for url in &urls {
+                let (name, _) =
+                    super::download::fetch(state.exec, url, add.checksum.as_deref(), &dir)
+                        .map_err(|message| instruction_err(location, message))?;
+                names.push(name);
+            }
+            (dir, names)
+        }
+    };
+    let names: Vec<Source> = names.into_iter().map(Source::Path).collect();
     let tree = SourceTree {
         root: Root::open(&dir).map_err(fs_err(location))?,
         ignore: None,
@@ -673,16 +729,13 @@ fn add(
         name: "the downloaded files".into(),
     };
     let chmod = add.chmod.clone().or(Some("600".into()));
-    let changes = copy_into(
-        state,
-        &tree,
-        &names,
-        &add.dest,
-        &add.chown,
-        &chmod,
-        add.unpack.unwrap_or(false),
-        location,
-    )?;
+    let sources = CopySources {
+        tree: &tree,
+        plan: None,
+        sources: &names,
+        unpack: add.unpack.unwrap_or(false),
+    };
+    let changes = copy_into(state, sources, &add.dest, &add.chown, &chmod, location)?;
     Ok(changes_outcome(changes, created_by))
 }
 

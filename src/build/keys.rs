@@ -1,0 +1,347 @@
+//! Cache keys for a stage's instructions, all computed before the first one runs, so every probe
+//! can be sent at once (DESIGN.md decision 6).
+//!
+//! Nothing in a key depends on what an instruction produced, only on what it is given: the key
+//! before it (the base image's manifest digest, the producer stage's final key, or the previous
+//! instruction's key), the platform, the instruction after expansion, and per kind:
+//! - RUN: its heredoc bodies, the ENV values and declared ARG values it sees (proxy build args
+//!   and build args no ARG declares stay out, as in Docker);
+//! - COPY/ADD: every source as (path from the source root, mode, owner, sha256 or link target)
+//!   after `.dockerignore`, for `COPY --from` the same over the producer's files (so a producer
+//!   rebuilt into the same bytes still hits), downloaded URLs by their content digest, and the
+//!   options that change the result (`--chown`, `--chmod`, the destination after WORKDIR).
+//!
+//! Metadata instructions (ENV, USER, SHELL, ...) get keys too, since they change what later
+//! instructions do; they are never probed. An ARG's key uses the declaration as written: its
+//! value enters the keys of the RUNs that see it, so a changed build arg misses from the first
+//! RUN on, not from the declaration. The owner recorded for a context file is 0:0 (what COPY
+//! gives it), so a checkout by another uid still hits. mtimes never enter a key.
+//!
+//! The COPY plans and ADD downloads made here are handed to the instructions when they run, so
+//! a source tree is walked and a URL fetched once per build.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::cache::{ParentKind, Part, Preimage};
+use crate::context::dockerignore::clean;
+use crate::digest::Digest;
+use crate::dockerfile::Instruction;
+use crate::dockerfile::instructions::Source;
+
+use super::copy::{self, CopyPlan, SourceTree};
+use super::instructions::{current_workdir, source_tree};
+use super::stage::{Finished, StageState};
+
+/// One instruction of a stage, owned: ONBUILD triggers of a base image are parsed at run time.
+pub(super) struct StageStep {
+    pub instruction: Instruction,
+    pub original: String,
+    pub location: String,
+}
+
+/// What the cache does with an instruction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Policy {
+    /// Looked up before it runs; a miss stores a new entry.
+    Probe,
+    /// Not looked up (`--cache-run-layers=false`, COPY without `--cache-copy-layers`,
+    /// `--single-snapshot`), but keyed: the chain goes on through it.
+    Disabled,
+    /// A metadata instruction: keyed, never a layer.
+    Metadata,
+}
+
+/// An instruction's key.
+#[derive(Debug, Clone)]
+pub(super) struct StepKey {
+    pub key: Digest,
+    pub preimage: Preimage,
+    pub policy: Policy,
+}
+
+/// Work done while keying that the instruction reuses when it runs.
+#[derive(Default)]
+pub(super) struct Prepared<'a> {
+    /// COPY/ADD from local sources: the tree and the walked, hashed plan.
+    pub copy: Option<(SourceTree<'a>, CopyPlan)>,
+    /// ADD from URLs: the directory holding the downloads and the file names.
+    pub downloads: Option<(PathBuf, Vec<String>)>,
+}
+
+/// Which instruction kinds are probed.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct KeyOptions {
+    pub run_layers: bool,
+    pub copy_layers: bool,
+    pub single_snapshot: bool,
+}
+
+/// Keys (and prepared work) for `steps`, in order. Stops at the first instruction that cannot be
+/// keyed (a word that does not expand, a COPY source that does not exist, a failed download):
+/// running it fails the same way, at its turn, so later instructions never need a key.
+pub(super) fn stage_keys<'a>(
+    state: &StageState<'a>,
+    steps: &[StageStep],
+    parent: (ParentKind, String),
+    options: KeyOptions,
+    images: &mut BTreeMap<String, PathBuf>,
+    finished: &BTreeMap<usize, Finished>,
+) -> (Vec<StepKey>, Vec<Prepared<'a>>) {
+    let mut env = state.env.clone();
+    let mut workdir = current_workdir(state);
+    let platform = state.platform.to_string();
+    let (mut from, mut parent_key) = parent;
+    let mut keys = Vec::new();
+    let mut prepared = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let Ok(expansion) = env.expand_instruction(&step.instruction, &state.expander) else {
+            break;
+        };
+        let expanded = expansion.instruction;
+        let mut preimage = Preimage::new(from, parent_key.clone());
+        preimage.push(Part::Platform {
+            platform: platform.clone(),
+        });
+        let text = match &expanded {
+            Instruction::Arg(_) => step.instruction.to_string(),
+            _ => expanded.to_string(),
+        };
+        preimage.push(Part::Instruction {
+            name: expanded.keyword().to_string(),
+            text,
+        });
+        let mut work = Prepared::default();
+        let policy = match &expanded {
+            Instruction::Run(run) => {
+                for h in &run.heredocs {
+                    preimage.push(Part::Option {
+                        name: format!("heredoc {}", h.name),
+                        value: h.content.clone(),
+                    });
+                }
+                for kv in env.config_env() {
+                    let (name, value) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+                    preimage.push(Part::Env {
+                        name: name.into(),
+                        value: value.into(),
+                    });
+                }
+                for (name, value) in env.visible_args() {
+                    preimage.push(Part::Arg { name, value });
+                }
+                if options.run_layers {
+                    Policy::Probe
+                } else {
+                    Policy::Disabled
+                }
+            }
+            Instruction::Copy(c) => {
+                let tree =
+                    match source_tree(state, c.from.as_deref(), &step.location, images, finished) {
+                        Ok(t) => t,
+                        Err(_) => break,
+                    };
+                let options_parts = [
+                    ("from", c.from.clone()),
+                    ("chown", c.chown.clone()),
+                    ("chmod", c.chmod.clone()),
+                    ("destination", Some(destination(&c.dest, &workdir))),
+                ];
+                push_options(&mut preimage, &options_parts);
+                let Some(plan) = plan_sources(
+                    state,
+                    &tree,
+                    &c.sources,
+                    false,
+                    &mut preimage,
+                    c.from.as_deref(),
+                ) else {
+                    break;
+                };
+                work.copy = Some((tree, plan));
+                if options.copy_layers {
+                    Policy::Probe
+                } else {
+                    Policy::Disabled
+                }
+            }
+            Instruction::Add(a) => {
+                let options_parts = [
+                    ("chown", a.chown.clone()),
+                    ("chmod", a.chmod.clone()),
+                    ("checksum", a.checksum.clone()),
+                    ("unpack", a.unpack.map(|u| u.to_string())),
+                    ("destination", Some(destination(&a.dest, &workdir))),
+                ];
+                push_options(&mut preimage, &options_parts);
+                let urls: Vec<&str> = a
+                    .sources
+                    .iter()
+                    .filter_map(|s| match s {
+                        Source::Path(p) if is_url(p) => Some(p.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                if urls.is_empty() {
+                    let Ok(tree) = super::instructions::context_tree(state, &step.location) else {
+                        break;
+                    };
+                    let unpack = a.unpack.unwrap_or(true);
+                    let Some(plan) =
+                        plan_sources(state, &tree, &a.sources, unpack, &mut preimage, None)
+                    else {
+                        break;
+                    };
+                    work.copy = Some((tree, plan));
+                } else {
+                    if urls.len() != a.sources.len() {
+                        break;
+                    }
+                    let dir = super::instructions::download_dir(state, i);
+                    if std::fs::create_dir_all(&dir).is_err() {
+                        break;
+                    }
+                    let mut names = Vec::new();
+                    let mut failed = false;
+                    for url in &urls {
+                        match super::download::fetch(state.exec, url, a.checksum.as_deref(), &dir) {
+                            Ok((name, digest)) => {
+                                preimage.push(Part::Url {
+                                    url: url.to_string(),
+                                    digest: digest.to_string(),
+                                });
+                                names.push(name);
+                            }
+                            Err(_) => {
+                                failed = true;
+                                break;
+                            }
+                        }
+                    }
+                    if failed {
+                        break;
+                    }
+                    work.downloads = Some((dir, names));
+                }
+                Policy::Probe
+            }
+            Instruction::Workdir(path) => {
+                workdir = if path.starts_with('/') {
+                    clean(path)
+                } else {
+                    clean(&format!("{}/{path}", workdir.trim_end_matches('/')))
+                };
+                Policy::Probe
+            }
+            _ => Policy::Metadata,
+        };
+        let policy = if options.single_snapshot && policy == Policy::Probe {
+            Policy::Disabled
+        } else {
+            policy
+        };
+        let key = preimage.key();
+        from = ParentKind::Instruction;
+        parent_key = key.to_string();
+        keys.push(StepKey {
+            key,
+            preimage,
+            policy,
+        });
+        prepared.push(work);
+    }
+    (keys, prepared)
+}
+
+fn is_url(p: &str) -> bool {
+    p.starts_with("http://") || p.starts_with("https://")
+}
+
+/// The destination as COPY resolves it (after WORKDIR), with its trailing slash kept.
+fn destination(dest: &str, workdir: &str) -> String {
+    let (path, dir) = copy::destination(dest, workdir);
+    let text = path.display().to_string();
+    if dir && text != "/" {
+        format!("{text}/")
+    } else {
+        text
+    }
+}
+
+fn push_options(preimage: &mut Preimage, parts: &[(&str, Option<String>)]) {
+    for (name, value) in parts {
+        if let Some(value) = value {
+            preimage.push(Part::Option {
+                name: (*name).into(),
+                value: value.clone(),
+            });
+        }
+    }
+}
+
+/// Plans the sources of a COPY/ADD with hashing and adds one part per source file (heredoc
+/// files included). None when the sources cannot be planned.
+fn plan_sources(
+    state: &StageState,
+    tree: &SourceTree,
+    sources: &[Source],
+    unpack: bool,
+    preimage: &mut Preimage,
+    from: Option<&str>,
+) -> Option<CopyPlan> {
+    let patterns: Vec<String> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(p) => Some(p.clone()),
+            Source::Heredoc(_) => None,
+        })
+        .collect();
+    let inline: Vec<(String, String)> = sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Heredoc(h) => Some((h.name.clone(), h.body())),
+            Source::Path(_) => None,
+        })
+        .collect();
+    let phases = state.exec.phases;
+    let plan = phases
+        .time("key", || copy::plan(tree, &patterns, unpack, true))
+        .ok()?;
+    for f in plan
+        .sources()
+        .into_iter()
+        .chain(copy::inline_sources(&inline, None))
+    {
+        preimage.push(match from {
+            Some(stage) => Part::StageFile {
+                stage: stage.to_string(),
+                path: f.path,
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.gid,
+                content: f.content,
+            },
+            None => Part::File {
+                path: f.path,
+                mode: f.mode,
+                uid: f.uid,
+                gid: f.gid,
+                content: f.content,
+            },
+        });
+    }
+    Some(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn destinations_keep_their_directory_slash() {
+        assert_eq!(destination("app/", "/srv"), "/srv/app/");
+        assert_eq!(destination("app", "/srv"), "/srv/app");
+        assert_eq!(destination(".", "/"), "/");
+    }
+}

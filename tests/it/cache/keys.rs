@@ -1,0 +1,1 @@
+//! Which instructions a change misses, read from the build report.
