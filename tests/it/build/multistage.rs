@@ -5,7 +5,7 @@ use crate::harness::{kbuild, run, text};
 
 /// The zego-streaming shape: the builder copies the context to /workspace, "compiles" a binary
 /// under it, and modifies a context file in place; the final stage copies both.
-fn seed_context(world: &World) -> std::path::PathBuf {
+pub(crate) fn seed_context(world: &World) -> std::path::PathBuf {
     let ctx = world.context("seed-src");
     write(
         &ctx,

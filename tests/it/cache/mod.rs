@@ -1,6 +1,7 @@
 //! The layer cache end to end: keys checked against the build report, warm builds equal to cold
 //! ones, concurrent builds, and the OCI layout store.
 
+mod equivalence;
 mod keys;
 
 use std::path::{Path, PathBuf};
