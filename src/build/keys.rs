@@ -19,6 +19,10 @@
 //!
 //! The COPY plans and ADD downloads made here are handed to the instructions when they run, so
 //! a source tree is walked and a URL fetched once per build.
+//!
+//! Instructions that make layers also carry the layer format (compression, level, timestamps,
+//! ignored paths): a layer written with other settings has other bytes, so reusing it would
+//! make a warm image differ from a cold one.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -69,12 +73,40 @@ pub(super) struct Prepared<'a> {
     pub downloads: Option<(PathBuf, Vec<String>)>,
 }
 
-/// Which instruction kinds are probed.
-#[derive(Debug, Clone, Copy)]
+/// Which instruction kinds are probed, and how layers are written.
+#[derive(Debug, Clone)]
 pub(super) struct KeyOptions {
     pub run_layers: bool,
     pub copy_layers: bool,
     pub single_snapshot: bool,
+    /// What decides a layer's bytes besides the rootfs: compression, level, timestamps, ignored
+    /// paths ([`layer_format`]). Part of every layer-making instruction's key, so an entry
+    /// written with other settings is never reused and warm equals cold.
+    pub layer_format: String,
+}
+
+/// The layer-writing settings as one key part's value.
+pub(super) fn layer_format(
+    layer: &crate::fs::LayerOptions,
+    ignore: &crate::fs::IgnoreList,
+) -> String {
+    let timestamps = match layer.timestamps {
+        crate::fs::Timestamps::Keep => "keep".to_string(),
+        crate::fs::Timestamps::Fixed(t) => format!("fixed {t}"),
+        crate::fs::Timestamps::Clamp(t) => format!("clamped {t}"),
+    };
+    let ignored: Vec<String> = ignore
+        .paths()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    format!(
+        "{:?} level {} mtimes {timestamps} ignoring [{}]",
+        layer.compression,
+        layer.level,
+        ignored.join(",")
+    )
+    .to_lowercase()
 }
 
 /// Keys (and prepared work) for `steps`, in order. Stops at the first instruction that cannot be
@@ -84,7 +116,7 @@ pub(super) fn stage_keys<'a>(
     state: &StageState<'a>,
     steps: &[StageStep],
     parent: (ParentKind, String),
-    options: KeyOptions,
+    options: &KeyOptions,
     images: &mut BTreeMap<String, PathBuf>,
     finished: &BTreeMap<usize, Finished>,
 ) -> (Vec<StepKey>, Vec<Prepared<'a>>) {
@@ -112,6 +144,18 @@ pub(super) fn stage_keys<'a>(
             text,
         });
         let mut work = Prepared::default();
+        if matches!(
+            expanded,
+            Instruction::Run(_)
+                | Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Workdir(_)
+        ) {
+            preimage.push(Part::Option {
+                name: "layer".into(),
+                value: options.layer_format.clone(),
+            });
+        }
         let policy = match &expanded {
             Instruction::Run(run) => {
                 for h in &run.heredocs {

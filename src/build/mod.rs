@@ -351,6 +351,7 @@ async fn build_in(
                 run_layers: options.run_layers,
                 copy_layers: options.copy_layers,
                 single_snapshot: request.single_snapshot,
+                layer_format: keys::layer_format(&request.layer, &request.ignore),
             },
             push: options.push,
         }

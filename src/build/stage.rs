@@ -281,7 +281,7 @@ impl Executor<'_> {
                 &state,
                 &steps,
                 parent.clone(),
-                cache.options,
+                &cache.options,
                 images,
                 finished,
             ),

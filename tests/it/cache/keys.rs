@@ -159,7 +159,6 @@ fn cache_each_change_misses_exactly_what_it_should() {
         ),
     ];
     for (i, (name, ctx, extra, spec)) in cases.into_iter().enumerate() {
-        // PROBED[1] starts with `RUN echo "v=`: find it whatever VERSION expands to.
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let (out, report) = cached_build(&world, &ctx, &format!("table:case{i}"), &extra);
         assert_success(&out);
@@ -220,4 +219,80 @@ fn cache_renaming_a_file_misses_and_touching_it_hits() {
     let preimage = renamed.0["stages"][0]["instructions"][0]["cache"]["preimage"].to_string();
     assert!(preimage.contains(r#""path":"src/b.txt""#), "{preimage}");
     assert_eq!(world.pull("rename:3").read("/list"), "b.txt\n");
+}
+
+/// An entry written with other layer settings is never reused: its bytes would differ from what
+/// this build writes, and a warm image must equal a cold one.
+#[test]
+fn cache_layer_format_is_part_of_the_key() {
+    let world = World::new();
+    let ctx = files(
+        &world.context("format"),
+        &[("Dockerfile", "ARG BASE\nFROM $BASE\nRUN echo x > /x\n")],
+    );
+    let (out, gzip) = cached_build(&world, &ctx, "format:gzip", &[]);
+    assert_success(&out);
+    let (out, zstd) = cached_build(&world, &ctx, "format:zstd", &["--compression=zstd"]);
+    assert_success(&out);
+    let run = zstd.status_of("RUN");
+    assert_eq!(
+        (run.status.as_str(), run.reason.as_str()),
+        ("miss", "no_entry")
+    );
+    assert_ne!(run.key, gzip.status_of("RUN").key);
+    let (out, zstd_warm) = cached_build(&world, &ctx, "format:zstd2", &["--compression=zstd"]);
+    assert_success(&out);
+    assert_eq!(zstd_warm.status_of("RUN").status, "hit");
+    assert_eq!(zstd_warm.digest(), zstd.digest());
+}
+
+/// `ADD <url>` is keyed by what the URL served: the registry's blob endpoint serves a known
+/// digest.
+#[test]
+fn cache_add_url_is_keyed_by_its_content() {
+    let world = World::new();
+    let layer = layer_digest(&world);
+    let url = format!("http://{}/v2/base/blobs/{layer}", world.registry.addr());
+    let ctx = files(
+        &world.context("add-url"),
+        &[(
+            "Dockerfile",
+            &format!(
+                "ARG BASE\nFROM $BASE\nADD {url} /downloads/layer.tgz\nRUN ls -l /downloads > /list\n"
+            ),
+        )],
+    );
+    let (out, cold) = cached_build(&world, &ctx, "add-url:1", &[]);
+    assert_success(&out);
+    let add = &cold.0["stages"][0]["instructions"][0]["cache"];
+    let parts = add["preimage"]["parts"].as_array().unwrap();
+    let url_part = parts.iter().find(|p| p["part"] == "url").unwrap();
+    assert_eq!(url_part["url"], url.as_str());
+    assert_eq!(url_part["digest"], layer.as_str());
+    let (out, warm) = cached_build(&world, &ctx, "add-url:2", &[]);
+    assert_success(&out);
+    assert_eq!(warm.status_of("ADD").status, "hit");
+    assert_eq!(warm.status_of("RUN").status, "hit");
+    assert_eq!(warm.digest(), cold.digest());
+}
+
+fn layer_digest(world: &World) -> String {
+    let options = kbuild::registry::RegistryOptions {
+        insecure_pull: true,
+        ..Default::default()
+    };
+    let client =
+        kbuild::registry::RegistryClient::new(options, kbuild::registry::Keychain::anonymous());
+    let dir = tempfile::tempdir().unwrap();
+    let store = kbuild::registry::BlobStore::open(dir.path()).unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let pulled = runtime
+        .block_on(kbuild::registry::pull_image(
+            &client,
+            &world.base().parse().unwrap(),
+            &kbuild::platform::Platform::host(),
+            &store,
+        ))
+        .unwrap();
+    pulled.layers()[0].digest.to_string()
 }

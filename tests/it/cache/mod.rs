@@ -3,6 +3,7 @@
 
 mod equivalence;
 mod keys;
+mod stores;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
