@@ -5,13 +5,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::context::dockerignore::clean;
-use crate::dockerfile::instructions::{CommandLine, Healthcheck, Source};
-use crate::dockerfile::{Dockerfile, Instruction};
+use crate::dockerfile::Instruction;
+use crate::dockerfile::instructions::{CommandLine, Healthcheck};
 use crate::exec::{self, Isolation, RunSpec, User};
 use crate::fs::{Changes, FileKind, Root};
 use crate::image::config::Healthcheck as ConfigHealthcheck;
 
-use super::copy::{self, CopyPlan, CopyRequest, SourceTree};
+use super::add_copy;
 use super::keys::Prepared;
 use super::stage::{Finished, StageState};
 use super::{BuildError, glob};
@@ -29,14 +29,14 @@ pub(super) enum Outcome {
     },
 }
 
-fn instruction_err(location: &str, message: impl Into<String>) -> BuildError {
+pub(super) fn instruction_err(location: &str, message: impl Into<String>) -> BuildError {
     BuildError::Instruction {
         location: location.to_string(),
         message: message.into(),
     }
 }
 
-fn fs_err(location: &str) -> impl Fn(crate::fs::FsError) -> BuildError + '_ {
+pub(super) fn fs_err(location: &str) -> impl Fn(crate::fs::FsError) -> BuildError + '_ {
     move |source| BuildError::Fs {
         location: location.to_string(),
         source,
@@ -195,36 +195,14 @@ pub(super) fn execute<'a>(
         }
         Instruction::Workdir(path) => workdir(state, path, location, created_by),
         Instruction::Run(run) => run_instruction(state, run, location),
-        Instruction::Copy(c) => {
-            if c.parents || !c.exclude.is_empty() {
-                return Err(not_supported("COPY --parents and --exclude"));
-            }
-            let (tree, plan) = match prepared.copy {
-                Some((tree, plan)) => (tree, Some(plan)),
-                None => (
-                    source_tree(state, c.from.as_deref(), location, images, finished)?,
-                    None,
-                ),
-            };
-            let sources = CopySources {
-                tree: &tree,
-                plan,
-                sources: &c.sources,
-                unpack: false,
-            };
-            copy_into(state, sources, &c.dest, &c.chown, &c.chmod, location)
-                .map(|changes| changes_outcome(changes, created_by))
-        }
-        Instruction::Add(a) => {
-            if !a.exclude.is_empty() {
-                return Err(not_supported("ADD --exclude"));
-            }
-            add(state, a, location, created_by, prepared)
-        }
+        Instruction::Copy(c) => add_copy::copy(state, c, location, images, finished, prepared)
+            .map(|changes| changes_outcome(changes, created_by)),
+        Instruction::Add(a) => add_copy::add(state, a, location, prepared)
+            .map(|changes| changes_outcome(changes, created_by)),
     }
 }
 
-fn not_supported(what: &str) -> BuildError {
+pub(super) fn not_supported(what: &str) -> BuildError {
     BuildError::NotSupported {
         what: what.to_string(),
         hint: "rewrite the instruction without it, or use a RUN".into(),
@@ -253,7 +231,7 @@ pub(super) fn current_workdir(state: &StageState) -> String {
 }
 
 /// Reads a rootfs file, empty when it does not exist.
-fn read_rootfs_file(root: &Root, path: &str) -> String {
+pub(super) fn read_rootfs_file(root: &Root, path: &str) -> String {
     use std::io::Read;
     let mut text = String::new();
     if let Ok(mut file) = root.open_file(path) {
@@ -332,7 +310,7 @@ fn workdir(
 }
 
 /// Changes for paths the step wrote, unless `--single-snapshot` defers them to the stage's end.
-fn record(
+pub(super) fn record(
     state: &mut StageState,
     paths: &[PathBuf],
     recursive: bool,
@@ -486,257 +464,6 @@ fn heredoc_script(
         script.push_str(&h.name);
     }
     Ok(script)
-}
-
-/// The build context as a COPY source.
-pub(super) fn context_tree<'a>(
-    state: &StageState<'a>,
-    location: &str,
-) -> Result<SourceTree<'a>, BuildError> {
-    let exec = state.exec;
-    Ok(SourceTree {
-        root: Root::open(&exec.context.root).map_err(fs_err(location))?,
-        ignore: Some(&exec.context.ignore),
-        keep_owner: false,
-        name: "the build context".into(),
-    })
-}
-
-/// Where the URLs of a stage's `n`th instruction are downloaded.
-pub(super) fn download_dir(state: &StageState, n: usize) -> PathBuf {
-    state
-        .exec
-        .work
-        .join("downloads")
-        .join(format!("{}-{n}", state.index))
-}
-
-/// The tree a COPY reads from: the context, a finished stage, or an image.
-pub(super) fn source_tree<'a>(
-    state: &StageState<'a>,
-    from: Option<&str>,
-    location: &str,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
-) -> Result<SourceTree<'a>, BuildError> {
-    let exec = state.exec;
-    let Some(from) = from else {
-        return context_tree(state, location);
-    };
-    let stage = stage_index(exec.dockerfile, from, state.index);
-    let (dir, name) = match stage {
-        Some(i) => {
-            let done = finished.get(&i).ok_or_else(|| {
-                instruction_err(location, format!("stage {from} has not been built"))
-            })?;
-            (done.rootfs.clone(), format!("stage {from}"))
-        }
-        None => {
-            let line = location
-                .rsplit(':')
-                .next()
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            (
-                exec.image_rootfs(from, line, images)?,
-                format!("image {from}"),
-            )
-        }
-    };
-    Ok(SourceTree {
-        root: Root::open(&dir).map_err(fs_err(location))?,
-        ignore: None,
-        keep_owner: true,
-        name,
-    })
-}
-
-/// The index of the stage `--from` names (name, case-insensitive, or index), if it is one.
-fn stage_index(df: &Dockerfile, from: &str, current: usize) -> Option<usize> {
-    if let Ok(i) = from.parse::<usize>() {
-        return (i < current).then_some(i);
-    }
-    let lower = from.to_ascii_lowercase();
-    df.stages[..current]
-        .iter()
-        .position(|s| s.from.node.name.as_deref() == Some(lower.as_str()))
-}
-
-/// Parses `--chown` against the destination rootfs: names from its /etc/passwd and /etc/group,
-/// and a user alone means the same number as group (Docker's rule).
-fn parse_chown(state: &StageState, chown: &str, location: &str) -> Result<(u32, u32), BuildError> {
-    let (user, group) = match chown.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (chown, None),
-    };
-    let passwd = read_rootfs_file(&state.root, "/etc/passwd");
-    let groups = read_rootfs_file(&state.root, "/etc/group");
-    let user_err = |source| BuildError::User {
-        location: location.to_string(),
-        source,
-    };
-    let uid = exec::user::resolve(user, &passwd, &groups)
-        .map_err(user_err)?
-        .uid;
-    let gid = match group {
-        None | Some("") => uid,
-        Some(g) => {
-            exec::user::resolve(&format!("{uid}:{g}"), &passwd, &groups)
-                .map_err(user_err)?
-                .gid
-        }
-    };
-    Ok((uid, gid))
-}
-
-/// What a COPY/ADD copies: the tree, its plan when keying made one, the sources as written.
-struct CopySources<'t, 'a> {
-    tree: &'t SourceTree<'a>,
-    plan: Option<CopyPlan>,
-    sources: &'t [Source],
-    unpack: bool,
-}
-
-fn copy_into(
-    state: &mut StageState,
-    from: CopySources,
-    dest: &str,
-    chown: &Option<String>,
-    chmod: &Option<String>,
-    location: &str,
-) -> Result<Changes, BuildError> {
-    let chown = chown
-        .as_deref()
-        .map(|c| parse_chown(state, c, location))
-        .transpose()?;
-    let chmod = chmod
-        .as_deref()
-        .map(|m| {
-            u32::from_str_radix(m, 8)
-                .map_err(|_| instruction_err(location, format!("invalid --chmod {m:?}: not octal")))
-        })
-        .transpose()?;
-    let patterns: Vec<String> = from
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) => Some(p.clone()),
-            Source::Heredoc(_) => None,
-        })
-        .collect();
-    let inline: Vec<(String, String)> = from
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Heredoc(h) => Some((h.name.clone(), h.body())),
-            Source::Path(_) => None,
-        })
-        .collect();
-    let workdir = current_workdir(state);
-    let request = CopyRequest {
-        patterns: &patterns,
-        inline: &inline,
-        dest,
-        workdir: &workdir,
-        chown,
-        chmod,
-        unpack: from.unpack,
-    };
-    let phases = state.exec.phases;
-    let tree = from.tree;
-    let copied = phases
-        .time("copy", || match &from.plan {
-            Some(plan) => copy::apply(tree, &state.root, &request, plan),
-            None => copy::copy(tree, &state.root, &request),
-        })
-        .map_err(|source| BuildError::Copy {
-            location: location.to_string(),
-            source,
-        })?;
-    let mut changes = record(state, &copied.created_dirs, false, location)?;
-    for (path, change) in record(state, &copied.written, true, location)?.iter() {
-        changes.insert(path, change.clone());
-    }
-    Ok(changes)
-}
-
-fn add<'a>(
-    state: &mut StageState<'a>,
-    add: &crate::dockerfile::instructions::Add,
-    location: &str,
-    created_by: String,
-    prepared: Prepared<'a>,
-) -> Result<Outcome, BuildError> {
-    let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
-    let urls: Vec<&str> = add
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) if is_url(p) => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
-    if add
-        .sources
-        .iter()
-        .any(|s| matches!(s, Source::Path(p) if p.starts_with("git@") || p.ends_with(".git")))
-    {
-        return Err(not_supported("ADD from a git repository"));
-    }
-    if !urls.is_empty() && urls.len() != add.sources.len() {
-        return Err(instruction_err(
-            location,
-            "ADD mixes URLs and local sources\nhint: use one ADD per URL",
-        ));
-    }
-    if urls.is_empty() {
-        let (tree, plan) = match prepared.copy {
-            Some((tree, plan)) => (tree, Some(plan)),
-            None => (context_tree(state, location)?, None),
-        };
-        let sources = CopySources {
-            tree: &tree,
-            plan,
-            sources: &add.sources,
-            unpack: add.unpack.unwrap_or(true),
-        };
-        let changes = copy_into(state, sources, &add.dest, &add.chown, &add.chmod, location)?;
-        return Ok(changes_outcome(changes, created_by));
-    }
-    let (dir, names) = match prepared.downloads {
-        Some(done) => done,
-        None => {
-            let dir = download_dir(state, state.report.instructions.len());
-            std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
-                path: dir.clone(),
-                source,
-            })?;
-            let mut names = Vec::new();
-            for url in &urls {
-                let (name, _) =
-                    super::download::fetch(state.exec, url, add.checksum.as_deref(), &dir)
-                        .map_err(|message| instruction_err(location, message))?;
-                names.push(name);
-            }
-            (dir, names)
-        }
-    };
-    let names: Vec<Source> = names.into_iter().map(Source::Path).collect();
-    let tree = SourceTree {
-        root: Root::open(&dir).map_err(fs_err(location))?,
-        ignore: None,
-        keep_owner: false,
-        name: "the downloaded files".into(),
-    };
-    let chmod = add.chmod.clone().or(Some("600".into()));
-    let sources = CopySources {
-        tree: &tree,
-        plan: None,
-        sources: &names,
-        unpack: add.unpack.unwrap_or(false),
-    };
-    let changes = copy_into(state, sources, &add.dest, &add.chown, &chmod, location)?;
-    Ok(changes_outcome(changes, created_by))
 }
 
 /// Under `--single-snapshot`: one layer with everything the stage changed.

@@ -33,8 +33,9 @@ use crate::digest::Digest;
 use crate::dockerfile::Instruction;
 use crate::dockerfile::instructions::Source;
 
+use super::add_copy::source_tree;
 use super::copy::{self, CopyPlan, SourceTree};
-use super::instructions::{current_workdir, source_tree};
+use super::instructions::current_workdir;
 use super::stage::{Finished, StageState};
 
 /// One instruction of a stage, owned: ONBUILD triggers of a base image are parsed at run time.
@@ -228,7 +229,7 @@ pub(super) fn stage_keys<'a>(
                     })
                     .collect();
                 if urls.is_empty() {
-                    let Ok(tree) = super::instructions::context_tree(state, &step.location) else {
+                    let Ok(tree) = super::add_copy::context_tree(state, &step.location) else {
                         break;
                     };
                     let unpack = a.unpack.unwrap_or(true);
@@ -242,7 +243,7 @@ pub(super) fn stage_keys<'a>(
                     if urls.len() != a.sources.len() {
                         break;
                     }
-                    let dir = super::instructions::download_dir(state, i);
+                    let dir = super::add_copy::download_dir(state, i);
                     if std::fs::create_dir_all(&dir).is_err() {
                         break;
                     }

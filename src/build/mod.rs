@@ -16,6 +16,7 @@
 //! Left out here (see the README's flag table): building independent stages in parallel (stages
 //! build one after another, in Dockerfile order) and ADD from git.
 
+mod add_copy;
 mod base;
 mod cached;
 mod copy;

@@ -77,13 +77,14 @@ pub struct BaseLayers {
 #[derive(Debug, Clone, Serialize)]
 pub struct FoundSource {
     pub consumer: usize,
-    /// `stage <name>` or `image <reference>`.
+    /// `stage <name>`. (Paths from images are checked by the COPY itself.)
     pub producer: String,
     pub path: String,
-    /// The producer's final cache key (stages, with the cache on) or image digest.
+    /// The producer stage's final cache key (with the cache on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub producer_key: Option<String>,
-    /// The producer's instruction that last wrote under the path, with its layer, when known.
+    /// The producer's instruction that last wrote under the path, with its layer, when known
+    /// (not when a cache hit or the base image may have: their files are not listed).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -441,7 +441,11 @@ impl Executor<'_> {
                     detail,
                     created,
                 } => {
-                    tracing::info!("{location}: cache miss ({:?})", reason);
+                    let why = match reason {
+                        crate::cache::MissReason::NoEntry => "no entry",
+                        crate::cache::MissReason::Expired => "entry expired",
+                    };
+                    tracing::info!("{location}: cache miss ({why})");
                     cached::record_miss(report, state, reason, detail, created);
                 }
             }
