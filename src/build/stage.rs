@@ -13,8 +13,8 @@ use std::time::Instant;
 use crate::cache::{PendingProbe, Probe};
 use crate::context::BuildContext;
 use crate::digest::Digest;
-use crate::dockerfile::Dockerfile;
 use crate::dockerfile::expand::Expander;
+use crate::dockerfile::{Dockerfile, Instruction};
 use crate::fs::{Changes, Root, Snapshotter};
 use crate::image::config::History;
 use crate::image::{BuiltImage, ImageBuilder, LayerBlob};
@@ -450,7 +450,14 @@ impl Executor<'_> {
                 }
             }
         }
-        if state.index_stale {
+        let touches_rootfs = matches!(
+            expanded,
+            Instruction::Run(_)
+                | Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Workdir(_)
+        );
+        if state.index_stale && touches_rootfs {
             let fresh = self.phases.time("snapshot", || {
                 Snapshotter::new(
                     &state.root,
