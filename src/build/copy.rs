@@ -579,4 +579,65 @@ mod tests {
         );
         assert_eq!(destination("../../x", "/srv"), (PathBuf::from("/x"), false));
     }
+
+    fn tree(dir: &Path, keep_owner: bool) -> SourceTree<'static> {
+        SourceTree {
+            root: Root::open(dir).unwrap(),
+            ignore: None,
+            keep_owner,
+            name: "test".into(),
+        }
+    }
+
+    #[test]
+    fn plans_list_sources_once_with_content_and_copy_what_they_list() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("app/sub")).unwrap();
+        std::fs::write(src.path().join("app/a.txt"), b"a").unwrap();
+        std::fs::write(src.path().join("app/sub/b.txt"), b"b").unwrap();
+        std::os::unix::fs::symlink("a.txt", src.path().join("app/link")).unwrap();
+        let patterns = vec!["app".to_string()];
+        let planned = plan(&tree(src.path(), false), &patterns, false, true).unwrap();
+        let sources = planned.sources();
+        let listed: Vec<(&str, &str)> = sources
+            .iter()
+            .map(|f| (f.path.as_str(), f.content.as_str()))
+            .collect();
+        let a = Digest::of(b"a").to_string();
+        let b = Digest::of(b"b").to_string();
+        assert_eq!(
+            listed,
+            [
+                ("app/a.txt", a.as_str()),
+                ("app/link", "symlink:a.txt"),
+                ("app/sub", "dir"),
+                ("app/sub/b.txt", b.as_str()),
+            ],
+            "the matched directory itself is not a source, its contents are"
+        );
+        assert!(sources.iter().all(|f| (f.uid, f.gid) == (0, 0)));
+        let unhashed = plan(&tree(src.path(), true), &patterns, false, false).unwrap();
+        assert!(unhashed.sources().iter().any(|f| f.content == "unhashed"));
+
+        let dst = tempfile::tempdir().unwrap();
+        let root = Root::open(dst.path()).unwrap();
+        let request = CopyRequest {
+            patterns: &patterns,
+            inline: &[],
+            dest: "/srv/",
+            workdir: "/",
+            chown: None,
+            chmod: None,
+            unpack: false,
+        };
+        apply(&tree(src.path(), false), &root, &request, &planned).unwrap();
+        assert_eq!(
+            std::fs::read(dst.path().join("srv/sub/b.txt")).unwrap(),
+            b"b"
+        );
+        assert_eq!(
+            std::fs::read_link(dst.path().join("srv/link")).unwrap(),
+            PathBuf::from("a.txt")
+        );
+    }
 }

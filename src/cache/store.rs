@@ -535,4 +535,94 @@ mod tests {
             "reg.local/team/app/cache"
         );
     }
+
+    fn new_entry(layer: Option<(Digest, u64)>) -> NewEntry {
+        use crate::cache::entry::{EntryLayer, FileCounts};
+        use crate::cache::key::{ParentKind, Part, Preimage};
+        let mut preimage = Preimage::new(ParentKind::Scratch, "scratch");
+        preimage.push(Part::Instruction {
+            name: "RUN".into(),
+            text: format!("RUN make {}", layer.is_some()),
+        });
+        NewEntry {
+            key: preimage.key(),
+            preimage,
+            instruction: "RUN make".into(),
+            platform: "linux/amd64".parse().unwrap(),
+            layer: layer.map(|(digest, size)| EntryLayer {
+                descriptor: Descriptor::new(
+                    crate::registry::manifest::OCI_LAYER_GZIP,
+                    digest,
+                    size,
+                ),
+                diff_id: Digest::of(b"tar"),
+            }),
+            files: Some(FileCounts::default()),
+            created: SystemTime::now(),
+        }
+    }
+
+    #[test]
+    fn layout_entries_round_trip_expire_and_bring_their_layer() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = BlobStore::open(dir.path().join("blobs")).unwrap();
+        let layer = blobs.put_bytes(b"layer bytes").unwrap();
+        let layout = dir.path().join("layout");
+        let repo = CacheRepo::Layout(layout.clone());
+        let client = RegistryClient::new(
+            crate::registry::RegistryOptions::default(),
+            crate::registry::Keychain::anonymous(),
+        );
+        let store = CacheStore::new(repo.clone(), client.clone(), blobs, Duration::from_secs(60));
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let with_layer = new_entry(Some((layer, 11)));
+        let empty = new_entry(None);
+        runtime.block_on(store.push(&with_layer)).unwrap();
+        runtime.block_on(store.push(&empty)).unwrap();
+        runtime.block_on(store.push(&empty)).unwrap();
+        let index: ImageIndex =
+            serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
+        assert_eq!(
+            index.manifests.len(),
+            2,
+            "pushing a key again replaces its entry"
+        );
+
+        // A build with an empty blob store gets the layer from the layout.
+        let fresh = BlobStore::open(dir.path().join("fresh")).unwrap();
+        let reader = CacheStore::new(
+            repo.clone(),
+            client.clone(),
+            fresh.clone(),
+            Duration::from_secs(60),
+        );
+        match runtime.block_on(reader.probe(&with_layer.key)) {
+            Probe::Hit(entry) => {
+                assert_eq!(entry.layer.unwrap().descriptor.digest, layer);
+                assert!(fresh.contains(&layer));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            runtime.block_on(reader.probe(&empty.key)),
+            Probe::Hit(e) if e.layer.is_none()
+        ));
+        assert!(matches!(
+            runtime.block_on(reader.probe(&Digest::of(b"other"))),
+            Probe::Miss {
+                reason: MissReason::NoEntry,
+                detail: None,
+                ..
+            }
+        ));
+        let strict = CacheStore::new(repo, client, fresh, Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(10));
+        assert!(matches!(
+            runtime.block_on(strict.probe(&empty.key)),
+            Probe::Miss {
+                reason: MissReason::Expired,
+                ..
+            }
+        ));
+    }
 }
