@@ -279,6 +279,23 @@ pub async fn build(request: BuildRequest) -> Result<BuildOutcome, BuildError> {
     })
 }
 
+/// The client cache lookups and pushes use: the build's registry settings, but one attempt per
+/// request and a short connect timeout. A cache that does not answer is a miss, not a wait: retries
+/// with backoff would delay the instructions waiting for their lookups (and log a warning each).
+fn cache_client(request: &BuildRequest) -> Result<RegistryClient, BuildError> {
+    let options = RegistryOptions {
+        request_attempts: 1,
+        push_retries: 0,
+        connect_timeout: request
+            .registry
+            .connect_timeout
+            .min(std::time::Duration::from_secs(5)),
+        ..request.registry.clone()
+    };
+    let keychain = Keychain::from_env().map_err(RegistryError::from)?;
+    Ok(RegistryClient::new(options, keychain))
+}
+
 pub fn report_location(requested: Option<&Path>, work_root: &Path) -> PathBuf {
     match requested {
         Some(p) if p.as_os_str().is_empty() => work_root.join("report.json"),
@@ -334,10 +351,14 @@ async fn build_in(
     let store = BlobStore::open(&store_dir).map_err(RegistryError::from)?;
     let handle = tokio::runtime::Handle::current();
     let phases = phases::Phases::default();
-    let cache = request.cache.as_ref().map(|options| {
+    let cache = match &request.cache {
+        Some(options) => Some((options, cache_client(request)?)),
+        None => None,
+    };
+    let cache = cache.map(|(options, cache_client)| {
         let store = crate::cache::CacheStore::new(
             options.repo.clone(),
-            client.clone(),
+            cache_client,
             store.clone(),
             options.ttl,
         );

@@ -28,6 +28,11 @@ use super::entry::{Entry, EntryError, NewEntry, check_manifest};
 
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
+/// How long a lookup (manifest and config, not the layer) may take before it counts as a miss:
+/// an instruction waits for its lookup, and a cache repository that does not answer must not
+/// hold the build up.
+pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// A failure of a cache store; never fatal to a build.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -49,6 +54,8 @@ pub enum CacheError {
         #[source]
         source: EntryError,
     },
+    #[error("cache {entry}: no answer within {}s", after.as_secs())]
+    Timeout { entry: String, after: Duration },
     #[error("cache layout {path}: {source}")]
     Io {
         path: PathBuf,
@@ -206,7 +213,15 @@ impl CacheStore {
     pub async fn probe(&self, key: &Digest) -> Probe {
         let entry = self.repo().entry_name(key);
         let found = match self.repo() {
-            CacheRepo::Registry(_) => self.read_registry(key).await,
+            CacheRepo::Registry(_) => {
+                match tokio::time::timeout(LOOKUP_TIMEOUT, self.read_registry(key)).await {
+                    Ok(found) => found,
+                    Err(_) => Err(CacheError::Timeout {
+                        entry: entry.clone(),
+                        after: LOOKUP_TIMEOUT,
+                    }),
+                }
+            }
             CacheRepo::Layout(dir) => self.read_layout(dir, key),
         };
         let entry_value = match found {

@@ -173,7 +173,7 @@ pub struct CacheArgs {
     #[arg(long, value_name = "REPO")]
     pub cache_repo: Option<String>,
 
-    /// Local directory kept between builds for base image blobs
+    /// Directory kept between builds for base image and cached layers, used when it exists
     #[arg(long, default_value = "/cache", value_name = "DIR")]
     pub cache_dir: PathBuf,
 

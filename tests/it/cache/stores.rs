@@ -188,7 +188,8 @@ fn cache_push_failures_never_fail_the_build() {
     assert!(proxy.count("PUT", "/cache/manifests/") >= 3);
 }
 
-/// An unreachable cache repository: every lookup is a miss, the build succeeds.
+/// An unreachable cache repository: every lookup is a miss, the build succeeds, and the log says
+/// so once (no retry warnings per request).
 #[test]
 fn cache_unreachable_repo_is_a_miss_not_a_failure() {
     let world = World::new();
@@ -202,6 +203,10 @@ fn cache_unreachable_repo_is_a_miss_not_a_failure() {
         &[&format!("--cache-repo={repo}")],
     );
     assert_success(&out);
+    let (_, stderr) = text(&out);
+    assert_eq!(stderr.matches("cache lookup of").count(), 1, "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+    assert!(stderr.contains("3 of 3 cache pushes failed"), "{stderr}");
     let run = report.status_of("RUN sleep");
     assert_eq!(run.status, "miss");
     let detail = report.0["stages"][0]["instructions"][1]["cache"]["detail"]
