@@ -234,6 +234,38 @@ fn cache_seed_scenario_and_in_place_change_build_the_same_image_cold_and_warm() 
     );
 }
 
+/// Kaniko issue #3176 as the user met it: the context on a mount point (Tekton's /workspace), the
+/// cache on, the second run hitting the RUN that compiles. kbuild's hit applies the cached layer
+/// to the builder's own rootfs, so the binary is there for the final stage, and the in-place
+/// change too.
+#[test]
+fn cache_seed_bug_cannot_happen_on_a_cache_hit() {
+    let world = World::new();
+    let src = crate::build::multistage::seed_context(&world);
+    let results = world.dir.path().join("results-1");
+    let report = world.dir.path().join("seed-tekton.json");
+    let report_flag = format!("--report={}", report.display());
+    let flags = ["--cache=true", report_flag.as_str()];
+    let build = crate::build::multistage::build_like_tekton;
+    assert_success(&build(&world, &src, "tekton-seed:1", &results, &flags));
+    let cold = std::fs::read_to_string(results.join("IMAGE_DIGEST")).unwrap();
+    let results = world.dir.path().join("results-2");
+    assert_success(&build(&world, &src, "tekton-seed:2", &results, &flags));
+    let warm_report = Report(serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap());
+    assert_eq!(warm_report.status_of("RUN echo go version").status, "hit");
+    assert_eq!(warm_report.status_of("RUN cd /workspace").status, "hit");
+    assert_eq!(
+        std::fs::read_to_string(results.join("IMAGE_DIGEST")).unwrap(),
+        cold
+    );
+    let image = world.pull("tekton-seed:2");
+    assert_eq!(
+        image.read("/app/zego-streaming"),
+        "package main\ncompiled\n"
+    );
+    assert_eq!(image.read("/app/config.yaml"), "mode: dev\nmode: release\n");
+}
+
 /// The report of the warm seed build names the stage each cross-stage file came from.
 #[test]
 fn cache_report_says_where_cross_stage_files_were_found() {
