@@ -10,7 +10,7 @@ use crate::fs::Root;
 use crate::image::ImageBuilder;
 use crate::plan::{Base, BuildEnv, Producer};
 use crate::registry::manifest::Descriptor;
-use crate::registry::{Reference, RegistryError};
+use crate::registry::{BlobStore, Reference, RegistryError};
 
 use super::report::FoundSource;
 use super::stage::{Executor, Finished, HistoryEntry};
@@ -190,7 +190,7 @@ impl Executor<'_> {
                         missing_source(self, index, dep, path, done),
                     )));
                 }
-                let writer = writer_of(&done.history, path);
+                let writer = writer_of(self.store, &done.history, path);
                 found.push(FoundSource {
                     consumer: dep.consumer,
                     producer: format!("stage {}", self.plan.stages[index].display_name()),
@@ -205,9 +205,15 @@ impl Executor<'_> {
     }
 }
 
-/// The instruction that last wrote at or under `path` (wildcards cut off), if the history can
-/// tell: a cache hit's paths are not listed, so meeting one first means "unknown".
-fn writer_of<'h>(history: &'h [HistoryEntry], path: &str) -> Option<&'h HistoryEntry> {
+/// The instruction that last wrote at or under `path` (wildcards cut off). Instructions that ran
+/// list the paths they changed; a cache hit's layer is listed here, on demand (only layers up
+/// to [`LISTED_LAYER_LIMIT`], so a huge layer is never read twice); meeting a base layer or an
+/// unlisted layer first means "unknown".
+fn writer_of<'h>(
+    store: &BlobStore,
+    history: &'h [HistoryEntry],
+    path: &str,
+) -> Option<&'h HistoryEntry> {
     let literal: Vec<&str> = path
         .trim_start_matches('/')
         .split('/')
@@ -215,13 +221,48 @@ fn writer_of<'h>(history: &'h [HistoryEntry], path: &str) -> Option<&'h HistoryE
         .collect();
     let prefix = PathBuf::from(literal.join("/"));
     for entry in history.iter().rev() {
-        match &entry.paths {
+        let wrote = match &entry.paths {
+            Some(paths) => paths.iter().any(|p| p.starts_with(&prefix)),
+            None if entry.hit => layer_writes_under(store, &entry.layer, &prefix)?,
             None => return None,
-            Some(paths) if paths.iter().any(|p| p.starts_with(&prefix)) => return Some(entry),
-            Some(_) => {}
+        };
+        if wrote {
+            return Some(entry);
         }
     }
     None
+}
+
+/// Cache-hit layers larger than this are not listed for the report.
+const LISTED_LAYER_LIMIT: u64 = 256 << 20;
+
+/// Whether the layer blob `digest` (gzip or zstd) has an entry at or under `prefix`; None when
+/// it cannot be told (no layer, too large, unreadable).
+fn layer_writes_under(store: &BlobStore, digest: &str, prefix: &Path) -> Option<bool> {
+    if digest == "no layer" {
+        return Some(false);
+    }
+    let digest: crate::digest::Digest = digest.parse().ok()?;
+    if store.size(&digest).ok()? > LISTED_LAYER_LIMIT {
+        return None;
+    }
+    let mut file = std::io::BufReader::new(store.open_blob(&digest).ok()?);
+    let magic = std::io::BufRead::fill_buf(&mut file).ok()?.to_vec();
+    let reader: Box<dyn std::io::Read> = if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Box::new(zstd::stream::read::Decoder::with_buffer(file).ok()?)
+    } else {
+        Box::new(flate2::bufread::MultiGzDecoder::new(file))
+    };
+    let mut archive = tar::Archive::new(reader);
+    for entry in archive.entries().ok()? {
+        let entry = entry.ok()?;
+        let name = entry.path().ok()?;
+        let name = name.strip_prefix("./").unwrap_or(&name);
+        if name.starts_with(prefix) {
+            return Some(true);
+        }
+    }
+    Some(false)
 }
 
 fn missing_source(

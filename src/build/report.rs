@@ -84,7 +84,7 @@ pub struct FoundSource {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub producer_key: Option<String>,
     /// The producer's instruction that last wrote under the path, with its layer, when known
-    /// (not when a cache hit or the base image may have: their files are not listed).
+    /// (not when the base image, or a cache hit whose layer is too large to list, may have).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub written_by: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -55,6 +55,8 @@ pub(super) struct HistoryEntry {
     pub layer: String,
     /// Paths the instruction changed; None when not known (a base layer, a cache hit).
     pub paths: Option<Vec<PathBuf>>,
+    /// A cache hit: its layer can be listed when the paths are needed.
+    pub hit: bool,
 }
 
 /// A finished stage: what later stages start from or copy from.
@@ -270,6 +272,7 @@ impl Executor<'_> {
                 what: "base image".into(),
                 layer: desc.digest.to_string(),
                 paths: None,
+                hit: false,
             });
         }
         let steps = match self.stage_steps(&mut state, planned.line) {
@@ -429,6 +432,7 @@ impl Executor<'_> {
                             .as_ref()
                             .map_or("no layer".into(), |l| l.digest.to_string()),
                         paths: None,
+                        hit: true,
                     });
                     entry.layer = layer;
                     entry.cache = cache_report;
@@ -482,6 +486,7 @@ impl Executor<'_> {
                     what: format!("{location}: {expanded}"),
                     layer: "no layer".into(),
                     paths: Some(Vec::new()),
+                    hit: false,
                 });
             }
             Outcome::Changes {
@@ -500,6 +505,7 @@ impl Executor<'_> {
                         .as_ref()
                         .map_or("no layer".into(), |l| l.digest.to_string()),
                     paths: Some(paths),
+                    hit: false,
                 });
                 if let (Some(cache), Some(key), Some(report)) =
                     (self.cache, key, cache_report.as_mut())

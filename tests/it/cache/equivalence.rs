@@ -295,6 +295,29 @@ fn cache_report_says_where_cross_stage_files_were_found() {
     );
     let builder_key = cold.0["stages"][0]["final_key"].clone();
     assert_eq!(binary["producer_key"], builder_key);
-    let report: Report = cached_build(&world, &seed, "found:2", &[&dockerfile]).1;
-    assert_eq!(report.0["cross_stage_found"].as_array().unwrap().len(), 2);
+    // Warm, the compiling RUN is a hit: its layer is listed to find the writer.
+    let warm: Report = cached_build(&world, &seed, "found:2", &[&dockerfile]).1;
+    assert_eq!(warm.status_of("RUN cd /workspace").status, "hit");
+    let found = warm.0["cross_stage_found"].as_array().unwrap().clone();
+    assert_eq!(found.len(), 2);
+    let binary = found
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("/zego-streaming"))
+        .unwrap();
+    let writer = binary["written_by"].as_str().unwrap();
+    assert!(
+        writer.contains("RUN cd /workspace") && writer.ends_with("(cache hit)"),
+        "{binary:#}"
+    );
+    let config = found
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("/config.yaml"))
+        .unwrap();
+    assert!(
+        config["written_by"]
+            .as_str()
+            .unwrap()
+            .contains("mode: release"),
+        "the in-place edit, not the COPY, wrote it last: {config:#}"
+    );
 }
