@@ -289,11 +289,13 @@ fn missing_source(
         .history
         .iter()
         .filter(|h| {
-            h.paths.as_ref().is_some_and(|paths| {
-                paths
-                    .iter()
-                    .any(|p| p.starts_with(&parent) && !parent.as_os_str().is_empty())
-            })
+            if parent.as_os_str().is_empty() {
+                return false;
+            }
+            match &h.paths {
+                Some(paths) => paths.iter().any(|p| p.starts_with(&parent)),
+                None => h.hit && layer_writes_under(exec.store, &h.layer, &parent) == Some(true),
+            }
         })
         .map(|h| h.what.clone())
         .collect();

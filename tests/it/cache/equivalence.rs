@@ -321,3 +321,35 @@ fn cache_report_says_where_cross_stage_files_were_found() {
         "the in-place edit, not the COPY, wrote it last: {config:#}"
     );
 }
+
+/// A producer that does not make what a later stage copies fails the same way warm as cold, and
+/// the message still names the instruction that wrote next to it, a cache hit this time.
+#[test]
+fn cache_missing_cross_stage_source_names_the_hit_that_should_have_made_it() {
+    let world = World::new();
+    let ctx = files(
+        &world.context("missing-warm"),
+        &[(
+            "Dockerfile",
+            "ARG BASE\nFROM $BASE AS builder\nRUN mkdir -p /out && echo x > /out/other\n\
+             FROM $BASE\nCOPY --from=builder /out/app /app\n",
+        )],
+    );
+    let (cold, _) = cached_build(&world, &ctx, "missing-warm:1", &[]);
+    assert_eq!(cold.status.code(), Some(1));
+    let (warm, report) = cached_build(&world, &ctx, "missing-warm:2", &[]);
+    assert_eq!(warm.status.code(), Some(1));
+    assert_eq!(report.status_of("RUN mkdir").status, "hit");
+    assert_eq!(
+        report.0["outcome"]["error_kind"],
+        "missing_cross_stage_source"
+    );
+    let (_, stderr) = crate::harness::text(&warm);
+    assert!(
+        stderr.contains(
+            "the instruction that should have made it: Dockerfile:3: RUN mkdir -p /out && echo x \
+             > /out/other (cache hit)"
+        ),
+        "{stderr}"
+    );
+}
