@@ -31,7 +31,8 @@ use crate::cache::{ParentKind, Part, Preimage};
 use crate::context::dockerignore::clean;
 use crate::digest::Digest;
 use crate::dockerfile::Instruction;
-use crate::dockerfile::instructions::Source;
+use crate::dockerfile::instructions::{Add, Copy, Run, Source};
+use crate::plan::BuildEnv;
 
 use super::add_copy::source_tree;
 use super::copy::{self, CopyPlan, SourceTree};
@@ -144,7 +145,6 @@ pub(super) fn stage_keys<'a>(
             name: expanded.keyword().to_string(),
             text,
         });
-        let mut work = Prepared::default();
         if matches!(
             expanded,
             Instruction::Run(_)
@@ -157,118 +157,28 @@ pub(super) fn stage_keys<'a>(
                 value: options.layer_format.clone(),
             });
         }
+        let mut work = Prepared::default();
         let policy = match &expanded {
             Instruction::Run(run) => {
-                for h in &run.heredocs {
-                    preimage.push(Part::Option {
-                        name: format!("heredoc {}", h.name),
-                        value: h.content.clone(),
-                    });
-                }
-                for kv in env.config_env() {
-                    let (name, value) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
-                    preimage.push(Part::Env {
-                        name: name.into(),
-                        value: value.into(),
-                    });
-                }
-                for (name, value) in env.visible_args() {
-                    preimage.push(Part::Arg { name, value });
-                }
-                if options.run_layers {
-                    Policy::Probe
-                } else {
-                    Policy::Disabled
-                }
+                run_parts(run, &env, &mut preimage);
+                on_if(options.run_layers)
             }
             Instruction::Copy(c) => {
-                let tree =
-                    match source_tree(state, c.from.as_deref(), &step.location, images, finished) {
-                        Ok(t) => t,
-                        Err(_) => break,
-                    };
-                let options_parts = [
-                    ("from", c.from.clone()),
-                    ("chown", c.chown.clone()),
-                    ("chmod", c.chmod.clone()),
-                    ("destination", Some(destination(&c.dest, &workdir))),
-                ];
-                push_options(&mut preimage, &options_parts);
-                let Some(plan) = plan_sources(
-                    state,
-                    &tree,
-                    &c.sources,
-                    false,
-                    &mut preimage,
-                    c.from.as_deref(),
-                ) else {
+                let found = copy_parts(state, c, &step.location, &workdir, images, finished);
+                let Some((parts, tree, plan)) = found else {
                     break;
                 };
+                preimage.parts.extend(parts);
                 work.copy = Some((tree, plan));
-                if options.copy_layers {
-                    Policy::Probe
-                } else {
-                    Policy::Disabled
-                }
+                on_if(options.copy_layers)
             }
             Instruction::Add(a) => {
-                let options_parts = [
-                    ("chown", a.chown.clone()),
-                    ("chmod", a.chmod.clone()),
-                    ("checksum", a.checksum.clone()),
-                    ("unpack", a.unpack.map(|u| u.to_string())),
-                    ("destination", Some(destination(&a.dest, &workdir))),
-                ];
-                push_options(&mut preimage, &options_parts);
-                let urls: Vec<&str> = a
-                    .sources
-                    .iter()
-                    .filter_map(|s| match s {
-                        Source::Path(p) if is_url(p) => Some(p.as_str()),
-                        _ => None,
-                    })
-                    .collect();
-                if urls.is_empty() {
-                    let Ok(tree) = super::add_copy::context_tree(state, &step.location) else {
-                        break;
-                    };
-                    let unpack = a.unpack.unwrap_or(true);
-                    let Some(plan) =
-                        plan_sources(state, &tree, &a.sources, unpack, &mut preimage, None)
-                    else {
-                        break;
-                    };
-                    work.copy = Some((tree, plan));
-                } else {
-                    if urls.len() != a.sources.len() {
-                        break;
-                    }
-                    let dir = super::add_copy::download_dir(state, i);
-                    if std::fs::create_dir_all(&dir).is_err() {
-                        break;
-                    }
-                    let mut names = Vec::new();
-                    let mut failed = false;
-                    for url in &urls {
-                        match super::download::fetch(state.exec, url, a.checksum.as_deref(), &dir) {
-                            Ok((name, digest)) => {
-                                preimage.push(Part::Url {
-                                    url: url.to_string(),
-                                    digest: digest.to_string(),
-                                });
-                                names.push(name);
-                            }
-                            Err(_) => {
-                                failed = true;
-                                break;
-                            }
-                        }
-                    }
-                    if failed {
-                        break;
-                    }
-                    work.downloads = Some((dir, names));
-                }
+                let found = add_parts(state, a, &step.location, &workdir, i);
+                let Some((parts, done)) = found else {
+                    break;
+                };
+                preimage.parts.extend(parts);
+                work = done;
                 Policy::Probe
             }
             Instruction::Workdir(path) => {
@@ -299,6 +209,118 @@ pub(super) fn stage_keys<'a>(
     (keys, prepared)
 }
 
+fn on_if(flag: bool) -> Policy {
+    if flag {
+        Policy::Probe
+    } else {
+        Policy::Disabled
+    }
+}
+
+/// A RUN's heredoc bodies and the ENV and declared ARG values it sees.
+fn run_parts(run: &Run, env: &BuildEnv, preimage: &mut Preimage) {
+    for h in &run.heredocs {
+        preimage.push(Part::Option {
+            name: format!("heredoc {}", h.name),
+            value: h.content.clone(),
+        });
+    }
+    for kv in env.config_env() {
+        let (name, value) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        preimage.push(Part::Env {
+            name: name.into(),
+            value: value.into(),
+        });
+    }
+    for (name, value) in env.visible_args() {
+        preimage.push(Part::Arg { name, value });
+    }
+}
+
+/// A COPY's options and sources, and the plan that found them; None when the sources cannot be
+/// found (the COPY then fails when it runs).
+fn copy_parts<'a>(
+    state: &StageState<'a>,
+    c: &Copy,
+    location: &str,
+    workdir: &str,
+    images: &mut BTreeMap<String, PathBuf>,
+    finished: &BTreeMap<usize, Finished>,
+) -> Option<(Vec<Part>, SourceTree<'a>, CopyPlan)> {
+    let tree = source_tree(state, c.from.as_deref(), location, images, finished).ok()?;
+    let mut parts = options(&[
+        ("from", c.from.clone()),
+        ("chown", c.chown.clone()),
+        ("chmod", c.chmod.clone()),
+        ("destination", Some(destination(&c.dest, workdir))),
+    ]);
+    let plan = plan_sources(
+        state,
+        &tree,
+        &c.sources,
+        false,
+        &mut parts,
+        c.from.as_deref(),
+    )?;
+    Some((parts, tree, plan))
+}
+
+/// An ADD's options and sources: local files planned as for COPY, URLs downloaded (into the
+/// directory the ADD then copies from) and keyed by their content digest.
+fn add_parts<'a>(
+    state: &StageState<'a>,
+    a: &Add,
+    location: &str,
+    workdir: &str,
+    step: usize,
+) -> Option<(Vec<Part>, Prepared<'a>)> {
+    let mut parts = options(&[
+        ("chown", a.chown.clone()),
+        ("chmod", a.chmod.clone()),
+        ("checksum", a.checksum.clone()),
+        ("unpack", a.unpack.map(|u| u.to_string())),
+        ("destination", Some(destination(&a.dest, workdir))),
+    ]);
+    let urls: Vec<&str> = a
+        .sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(p) if is_url(p) => Some(p.as_str()),
+            _ => None,
+        })
+        .collect();
+    if urls.is_empty() {
+        let tree = super::add_copy::context_tree(state, location).ok()?;
+        let unpack = a.unpack.unwrap_or(true);
+        let plan = plan_sources(state, &tree, &a.sources, unpack, &mut parts, None)?;
+        let prepared = Prepared {
+            copy: Some((tree, plan)),
+            downloads: None,
+        };
+        return Some((parts, prepared));
+    }
+    if urls.len() != a.sources.len() {
+        return None;
+    }
+    let dir = super::add_copy::download_dir(state, step);
+    std::fs::create_dir_all(&dir).ok()?;
+    let mut names = Vec::new();
+    for url in urls {
+        let (name, digest) =
+            super::download::fetch(state.exec, url, a.checksum.as_deref(), &dir).ok()?;
+        parts.push(Part::Url {
+            url: url.to_string(),
+            digest: digest.to_string(),
+        });
+        names.push(name);
+    }
+    let prepared = Prepared {
+        copy: None,
+        downloads: Some((dir, names)),
+    };
+    Some((parts, prepared))
+}
+
 fn is_url(p: &str) -> bool {
     p.starts_with("http://") || p.starts_with("https://")
 }
@@ -314,15 +336,16 @@ fn destination(dest: &str, workdir: &str) -> String {
     }
 }
 
-fn push_options(preimage: &mut Preimage, parts: &[(&str, Option<String>)]) {
-    for (name, value) in parts {
-        if let Some(value) = value {
-            preimage.push(Part::Option {
+/// Option parts for the options that are set.
+fn options(list: &[(&str, Option<String>)]) -> Vec<Part> {
+    list.iter()
+        .filter_map(|(name, value)| {
+            value.as_ref().map(|value| Part::Option {
                 name: (*name).into(),
                 value: value.clone(),
-            });
-        }
-    }
+            })
+        })
+        .collect()
 }
 
 /// Plans the sources of a COPY/ADD with hashing and adds one part per source file (heredoc
@@ -332,7 +355,7 @@ fn plan_sources(
     tree: &SourceTree,
     sources: &[Source],
     unpack: bool,
-    preimage: &mut Preimage,
+    parts: &mut Vec<Part>,
     from: Option<&str>,
 ) -> Option<CopyPlan> {
     let patterns: Vec<String> = sources
@@ -358,7 +381,7 @@ fn plan_sources(
         .into_iter()
         .chain(copy::inline_sources(&inline, None))
     {
-        preimage.push(match from {
+        parts.push(match from {
             Some(stage) => Part::StageFile {
                 stage: stage.to_string(),
                 path: f.path,
