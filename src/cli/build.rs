@@ -174,6 +174,10 @@ pub fn run(args: &BuildArgs, log: &LogArgs) -> Result<(), Error> {
 /// Where the report of a failed build is, and what to do next, as lines after the error.
 pub fn failure_notes(report: &std::path::Path, breakpoint: bool) -> String {
     let mut notes = format!("\nthe build report is at {}", report.display());
+    if !breakpoint {
+        // Inside a paused Tekton step the lines below name the explain command in full.
+        notes.push_str("; `kbuild explain` tells why");
+    }
     if breakpoint {
         notes.push_str(
             "\nthis step is paused at a Tekton debug breakpoint; from your machine, run:\n  \
