@@ -47,7 +47,6 @@ pub(super) fn report_for(key: &StepKey) -> CacheReport {
         entry: None,
         created: None,
         detail: None,
-        miss_reason: None,
         push: None,
     }
 }

@@ -135,9 +135,6 @@ pub enum CacheReason {
     ParentMissed,
     /// A metadata instruction: it has a key (the chain goes through it) but no layer to cache.
     NotCacheable,
-    /// The instruction missed and storing its new entry failed (`miss_reason` says why it
-    /// missed).
-    PushFailed,
 }
 
 /// An instruction's cache key and what the cache did for it.
@@ -154,9 +151,6 @@ pub struct CacheReport {
     /// What went wrong looking up or storing the entry, beyond its absence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
-    /// With `reason: push_failed`, why the instruction missed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub miss_reason: Option<CacheReason>,
     /// For a miss: `pushed`, `failed` or `skipped` (`--no-push-cache`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub push: Option<String>,
@@ -335,9 +329,9 @@ impl Report {
                 match &outcome.error {
                     None => cache.push = Some("pushed".into()),
                     Some(error) => {
+                        // `reason` keeps why it missed (what `kbuild explain` follows); the
+                        // failed push is `push` and `detail`.
                         cache.push = Some("failed".into());
-                        cache.miss_reason = cache.reason;
-                        cache.reason = Some(CacheReason::PushFailed);
                         cache.detail = Some(match &cache.detail {
                             Some(d) => format!("{d}; storing the new entry failed: {error}"),
                             None => format!("storing the new entry failed: {error}"),
