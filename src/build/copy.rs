@@ -13,10 +13,15 @@
 //! - `.dockerignore`d context paths do not exist for COPY;
 //! - ADD extracts local tar archives (plain, gzip, zstd) into the destination.
 //!
-//! URLs (ADD) are fetched by the caller, which passes the downloaded file as a source. While
-//! copying, every source file is hashed, so the cache key gets its content without a second read.
+//! URLs (ADD) are fetched by the caller, which passes the downloaded file as a source.
+//!
+//! A COPY runs in two steps: [`plan`] resolves the patterns and walks every match once (hashing
+//! file content when the layer cache needs it for the key, which must be known before the
+//! instruction runs), then [`apply`] writes what the plan found without walking again. File
+//! content goes from source to destination by `copy_file_range`, so with the cache on each file
+//! is read once by kbuild (for its hash) and copied by the kernel.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use crate::context::DockerIgnore;
@@ -69,7 +74,6 @@ pub struct Copied {
     pub written: Vec<PathBuf>,
     /// Directories created on the way to a destination (just themselves).
     pub created_dirs: Vec<PathBuf>,
-    pub sources: Vec<SourceFile>,
 }
 
 /// Why a COPY failed.
@@ -108,7 +112,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CopyError + '_ {
 }
 
 /// The destination as an absolute path in the rootfs, and whether it names a directory.
-fn destination(dest: &str, workdir: &str) -> (PathBuf, bool) {
+pub(super) fn destination(dest: &str, workdir: &str) -> (PathBuf, bool) {
     let dir_hint = dest.ends_with('/') || dest == "." || dest.ends_with("/.") || dest == "..";
     let joined = if dest.starts_with('/') {
         dest.to_string()
@@ -118,17 +122,162 @@ fn destination(dest: &str, workdir: &str) -> (PathBuf, bool) {
     (PathBuf::from(clean(&format!("/{joined}"))), dir_hint)
 }
 
-/// Runs a COPY/ADD from `src` into `dst`.
-pub fn copy(src: &SourceTree, dst: &Root, req: &CopyRequest) -> Result<Copied, CopyError> {
-    let (dest, dir_hint) = destination(req.dest, req.workdir);
-    let mut matches = Vec::new();
-    for pattern in req.patterns {
-        matches.extend(resolve(src, pattern)?);
+/// One source path found by [`plan`]: a matched path (symlink followed) or an entry below a
+/// matched directory (symlinks kept), with what the copy and the cache key need.
+#[derive(Debug, Clone)]
+pub struct SourceEntry {
+    /// Path relative to the source root.
+    pub rel: PathBuf,
+    pub stat: Stat,
+    pub content: Content,
+    /// A directory's entries (ignored paths left out), sorted by name.
+    pub children: Vec<SourceEntry>,
+}
+
+/// What a source entry holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Content {
+    Dir,
+    /// A regular file and, when planned with hashing, its sha256.
+    File(Option<Digest>),
+    Symlink(PathBuf),
+    /// A device node, FIFO or socket: never copied.
+    Special,
+}
+
+/// The matches of a COPY/ADD's patterns, walked (and hashed) once, before anything is written:
+/// the cache key is computed from it and the copy then follows it without walking again.
+#[derive(Debug, Clone)]
+pub struct CopyPlan {
+    matches: Vec<(SourceEntry, bool)>,
+    keep_owner: bool,
+}
+
+impl CopyPlan {
+    /// Every source as the cache key sees it, in copy order: path, mode, the owner the copy
+    /// keeps (0:0 for the context, whose owner never reaches the image) and content.
+    pub fn sources(&self) -> Vec<SourceFile> {
+        fn visit(entry: &SourceEntry, keep_owner: bool, top: bool, out: &mut Vec<SourceFile>) {
+            // A matched directory contributes its contents, not itself (Docker's rule).
+            if !(top && entry.content == Content::Dir) {
+                let (uid, gid) = if keep_owner {
+                    (entry.stat.uid, entry.stat.gid)
+                } else {
+                    (0, 0)
+                };
+                let content = match &entry.content {
+                    Content::Dir => "dir".to_string(),
+                    Content::File(Some(d)) => d.to_string(),
+                    Content::File(None) => "unhashed".to_string(),
+                    Content::Symlink(target) => format!("symlink:{}", target.display()),
+                    Content::Special => "special".to_string(),
+                };
+                out.push(SourceFile {
+                    path: entry.rel.display().to_string(),
+                    mode: entry.stat.mode & 0o7777,
+                    uid,
+                    gid,
+                    content,
+                });
+            }
+            for child in &entry.children {
+                visit(child, keep_owner, false, out);
+            }
+        }
+        let mut out = Vec::new();
+        for (entry, _) in &self.matches {
+            visit(entry, self.keep_owner, true, &mut out);
+        }
+        out
     }
-    let count = matches.len() + req.inline.len();
+}
+
+/// Resolves the patterns in `src` and walks every match; `hash` also reads each regular file
+/// through sha256 (for the cache key). `unpack` (ADD) marks local archives for extraction.
+pub fn plan(
+    src: &SourceTree,
+    patterns: &[String],
+    unpack: bool,
+    hash: bool,
+) -> Result<CopyPlan, CopyError> {
+    let mut matches = Vec::new();
+    for pattern in patterns {
+        for (rel, stat) in resolve(src, pattern)? {
+            let archive = unpack && stat.kind == FileKind::File && is_archive(&src.root, &rel)?;
+            let entry = walk_entry(src, rel, stat, true, hash)?;
+            matches.push((entry, archive));
+        }
+    }
+    Ok(CopyPlan {
+        matches,
+        keep_owner: src.keep_owner,
+    })
+}
+
+fn walk_entry(
+    src: &SourceTree,
+    rel: PathBuf,
+    stat: Stat,
+    top: bool,
+    hash: bool,
+) -> Result<SourceEntry, CopyError> {
+    let mut children = Vec::new();
+    let content = match stat.kind {
+        FileKind::Dir => {
+            for child in sorted(src.root.read_dir(&rel)?) {
+                let child_rel = rel.join(&child);
+                if src
+                    .ignore
+                    .is_some_and(|i| i.is_excluded(&child_rel.to_string_lossy()))
+                {
+                    continue;
+                }
+                let child_stat = src.root.lstat(&child_rel)?;
+                children.push(walk_entry(src, child_rel, child_stat, false, hash)?);
+            }
+            Content::Dir
+        }
+        FileKind::File if hash => {
+            let file = if top {
+                src.root.open_file(&rel)?
+            } else {
+                src.root.open_file_nofollow(&rel)?
+            };
+            Content::File(Some(digest_reader(file, &rel)?))
+        }
+        FileKind::File => Content::File(None),
+        FileKind::Symlink => Content::Symlink(src.root.read_link(&rel)?),
+        _ => Content::Special,
+    };
+    Ok(SourceEntry {
+        rel,
+        stat,
+        content,
+        children,
+    })
+}
+
+/// Runs a COPY/ADD from `src` into `dst`, planning it first.
+pub fn copy(src: &SourceTree, dst: &Root, req: &CopyRequest) -> Result<Copied, CopyError> {
+    let planned = plan(src, req.patterns, req.unpack, false)?;
+    apply(src, dst, req, &planned)
+}
+
+/// Runs a planned COPY/ADD: writes what `planned` found in `src` into `dst`.
+pub fn apply(
+    src: &SourceTree,
+    dst: &Root,
+    req: &CopyRequest,
+    planned: &CopyPlan,
+) -> Result<Copied, CopyError> {
+    let (dest, dir_hint) = destination(req.dest, req.workdir);
+    let count = planned.matches.len() + req.inline.len();
     let dest_is_dir = dir_hint
         || count > 1
-        || matches.iter().any(|(_, st)| st.kind == FileKind::Dir)
+        || planned
+            .matches
+            .iter()
+            .any(|(e, _)| e.stat.kind == FileKind::Dir)
         || dst.stat(&dest).is_ok_and(|s| s.kind == FileKind::Dir);
     let mut out = Copied::default();
     let mut ctx = Ctx {
@@ -137,16 +286,13 @@ pub fn copy(src: &SourceTree, dst: &Root, req: &CopyRequest) -> Result<Copied, C
         req,
         out: &mut out,
     };
-    for (rel, stat) in &matches {
-        if stat.kind == FileKind::Dir {
+    for (entry, archive) in &planned.matches {
+        let rel = &entry.rel;
+        if entry.stat.kind == FileKind::Dir {
             ctx.ensure_dir(&dest)?;
-            for child in sorted(src.root.read_dir(rel)?) {
-                let child_rel = rel.join(&child);
-                if ctx.ignored(&child_rel) {
-                    continue;
-                }
-                let target = dest.join(&child);
-                ctx.copy_entry(&child_rel, &target, false)?;
+            for child in &entry.children {
+                let target = dest.join(child.rel.file_name().unwrap_or(child.rel.as_os_str()));
+                ctx.copy_entry(child, &target, false)?;
                 ctx.out.written.push(target);
             }
             continue;
@@ -157,20 +303,15 @@ pub fn copy(src: &SourceTree, dst: &Root, req: &CopyRequest) -> Result<Copied, C
             dest.clone()
         };
         ctx.ensure_parents(&target)?;
-        if req.unpack && stat.kind == FileKind::File && is_archive(&src.root, rel)? {
+        if *archive {
             ctx.ensure_dir(&dest)?;
             let target_root = Root::open(dst.path().join(relative(&dest)))?;
             let file = src.root.open_file(rel)?;
             crate::fs::extract_layer(&target_root, &rel.display().to_string(), file)?;
-            ctx.record_source(
-                rel,
-                stat,
-                format!("sha256:{}", digest_file(&src.root, rel)?.hex()),
-            );
             ctx.out.written.push(dest.clone());
             continue;
         }
-        ctx.copy_entry(rel, &target, true)?;
+        ctx.copy_entry(entry, &target, true)?;
         ctx.out.written.push(target);
     }
     for (name, content) in req.inline {
@@ -185,16 +326,23 @@ pub fn copy(src: &SourceTree, dst: &Root, req: &CopyRequest) -> Result<Copied, C
         let (uid, gid) = req.chown.unwrap_or((0, 0));
         dst.chown(&target, uid, gid)?;
         dst.chmod(&target, mode)?;
-        ctx.out.sources.push(SourceFile {
-            path: format!("<<{name}"),
-            mode,
-            uid,
-            gid,
-            content: Digest::of(content.as_bytes()).to_string(),
-        });
         ctx.out.written.push(target);
     }
     Ok(out)
+}
+
+/// The key sources of heredoc files: their content is the instruction's own.
+pub fn inline_sources(req_inline: &[(String, String)], chmod: Option<u32>) -> Vec<SourceFile> {
+    req_inline
+        .iter()
+        .map(|(name, content)| SourceFile {
+            path: format!("<<{name}"),
+            mode: chmod.unwrap_or(0o644),
+            uid: 0,
+            gid: 0,
+            content: Digest::of(content.as_bytes()).to_string(),
+        })
+        .collect()
 }
 
 /// The source matches of one pattern, as paths relative to the source root with their stat
@@ -285,12 +433,6 @@ struct Ctx<'a, 'b> {
 }
 
 impl Ctx<'_, '_> {
-    fn ignored(&self, rel: &Path) -> bool {
-        self.src
-            .ignore
-            .is_some_and(|i| i.is_excluded(&rel.to_string_lossy()))
-    }
-
     fn owner(&self, stat: &Stat) -> (u32, u32) {
         match self.req.chown {
             Some(owner) => owner,
@@ -327,27 +469,19 @@ impl Ctx<'_, '_> {
         Ok(())
     }
 
-    fn record_source(&mut self, rel: &Path, stat: &Stat, content: String) {
-        self.out.sources.push(SourceFile {
-            path: rel.display().to_string(),
-            mode: stat.mode & 0o7777,
-            uid: stat.uid,
-            gid: stat.gid,
-            content,
-        });
-    }
-
-    /// Copies one entry; `top` follows a symlink at `rel` itself.
-    fn copy_entry(&mut self, rel: &Path, target: &Path, top: bool) -> Result<(), CopyError> {
-        let stat = if top {
-            self.src.root.stat(rel)?
-        } else {
-            self.src.root.lstat(rel)?
-        };
-        let (uid, gid) = self.owner(&stat);
+    /// Copies one planned entry; `top` follows a symlink at the entry itself.
+    fn copy_entry(
+        &mut self,
+        entry: &SourceEntry,
+        target: &Path,
+        top: bool,
+    ) -> Result<(), CopyError> {
+        let stat = &entry.stat;
+        let rel = &entry.rel;
+        let (uid, gid) = self.owner(stat);
         let mode = self.req.chmod.unwrap_or(stat.mode & 0o7777);
-        match stat.kind {
-            FileKind::Dir => {
+        match &entry.content {
+            Content::Dir => {
                 match self.dst.try_lstat(target)? {
                     Some(existing) if existing.kind == FileKind::Dir => {}
                     Some(_) => {
@@ -356,16 +490,12 @@ impl Ctx<'_, '_> {
                     }
                     None => self.dst.create_dir_all(target, mode)?,
                 }
-                self.record_source(rel, &stat, "dir".into());
-                for child in sorted(self.src.root.read_dir(rel)?) {
-                    let child_rel = rel.join(&child);
-                    if self.ignored(&child_rel) {
-                        continue;
-                    }
-                    self.copy_entry(&child_rel, &target.join(&child), false)?;
+                for child in &entry.children {
+                    let name = child.rel.file_name().unwrap_or(child.rel.as_os_str());
+                    self.copy_entry(child, &target.join(name), false)?;
                 }
             }
-            FileKind::File => {
+            Content::File(_) => {
                 if let Some(existing) = self.dst.try_lstat(target)?
                     && existing.kind == FileKind::Dir
                 {
@@ -376,25 +506,20 @@ impl Ctx<'_, '_> {
                 } else {
                     self.src.root.open_file_nofollow(rel)?
                 };
-                let output = self.dst.create_file(target, mode)?;
-                let mut hashing = HashingWriter::new(io::BufWriter::new(output));
-                io::copy(&mut input, &mut hashing).map_err(io_err(target))?;
-                let (mut writer, digest, _) = hashing.finish();
-                writer.flush().map_err(io_err(target))?;
-                drop(writer);
-                self.record_source(rel, &stat, digest.to_string());
+                let mut output = self.dst.create_file(target, mode)?;
+                // File to file: the kernel copies (copy_file_range) without passing the bytes
+                // through kbuild; the content was hashed while planning, if at all.
+                io::copy(&mut input, &mut output).map_err(io_err(target))?;
             }
-            FileKind::Symlink => {
-                let link = self.src.root.read_link(rel)?;
+            Content::Symlink(link) => {
                 if self.dst.try_lstat(target)?.is_some() {
                     self.dst.remove_all(target)?;
                 }
-                self.dst.symlink(&link, target)?;
-                self.record_source(rel, &stat, format!("symlink:{}", link.display()));
+                self.dst.symlink(link, target)?;
                 self.dst.chown(target, uid, gid)?;
                 return Ok(());
             }
-            _ => {
+            Content::Special => {
                 tracing::warn!(
                     "skipping {} in {}: device nodes, FIFOs and sockets are not copied",
                     rel.display(),
@@ -427,8 +552,7 @@ fn is_archive(root: &Root, rel: &Path) -> Result<bool, CopyError> {
         || (n >= 262 && &head[257..262] == b"ustar"))
 }
 
-fn digest_file(root: &Root, rel: &Path) -> Result<Digest, CopyError> {
-    let mut file = root.open_file(rel)?;
+fn digest_reader(mut file: std::fs::File, rel: &Path) -> Result<Digest, CopyError> {
     let mut hashing = HashingWriter::new(io::sink());
     io::copy(&mut file, &mut hashing).map_err(io_err(rel))?;
     Ok(hashing.finish().1)
@@ -454,5 +578,66 @@ mod tests {
             (PathBuf::from("/abs/x"), false)
         );
         assert_eq!(destination("../../x", "/srv"), (PathBuf::from("/x"), false));
+    }
+
+    fn tree(dir: &Path, keep_owner: bool) -> SourceTree<'static> {
+        SourceTree {
+            root: Root::open(dir).unwrap(),
+            ignore: None,
+            keep_owner,
+            name: "test".into(),
+        }
+    }
+
+    #[test]
+    fn plans_list_sources_once_with_content_and_copy_what_they_list() {
+        let src = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(src.path().join("app/sub")).unwrap();
+        std::fs::write(src.path().join("app/a.txt"), b"a").unwrap();
+        std::fs::write(src.path().join("app/sub/b.txt"), b"b").unwrap();
+        std::os::unix::fs::symlink("a.txt", src.path().join("app/link")).unwrap();
+        let patterns = vec!["app".to_string()];
+        let planned = plan(&tree(src.path(), false), &patterns, false, true).unwrap();
+        let sources = planned.sources();
+        let listed: Vec<(&str, &str)> = sources
+            .iter()
+            .map(|f| (f.path.as_str(), f.content.as_str()))
+            .collect();
+        let a = Digest::of(b"a").to_string();
+        let b = Digest::of(b"b").to_string();
+        assert_eq!(
+            listed,
+            [
+                ("app/a.txt", a.as_str()),
+                ("app/link", "symlink:a.txt"),
+                ("app/sub", "dir"),
+                ("app/sub/b.txt", b.as_str()),
+            ],
+            "the matched directory itself is not a source, its contents are"
+        );
+        assert!(sources.iter().all(|f| (f.uid, f.gid) == (0, 0)));
+        let unhashed = plan(&tree(src.path(), true), &patterns, false, false).unwrap();
+        assert!(unhashed.sources().iter().any(|f| f.content == "unhashed"));
+
+        let dst = tempfile::tempdir().unwrap();
+        let root = Root::open(dst.path()).unwrap();
+        let request = CopyRequest {
+            patterns: &patterns,
+            inline: &[],
+            dest: "/srv/",
+            workdir: "/",
+            chown: None,
+            chmod: None,
+            unpack: false,
+        };
+        apply(&tree(src.path(), false), &root, &request, &planned).unwrap();
+        assert_eq!(
+            std::fs::read(dst.path().join("srv/sub/b.txt")).unwrap(),
+            b"b"
+        );
+        assert_eq!(
+            std::fs::read_link(dst.path().join("srv/link")).unwrap(),
+            PathBuf::from("a.txt")
+        );
     }
 }

@@ -14,13 +14,14 @@ use crate::digest::{Digest, HashingWriter};
 
 use super::stage::Executor;
 
-/// Downloads `url` into `dir`; returns the file name (the URL's last path segment).
+/// Downloads `url` into `dir`; returns the file name (the URL's last path segment) and the
+/// content's digest.
 pub(super) fn fetch(
     exec: &Executor,
     url: &str,
     checksum: Option<&str>,
     dir: &Path,
-) -> Result<String, String> {
+) -> Result<(String, Digest), String> {
     let expected = checksum
         .map(|c| {
             c.parse::<Digest>()
@@ -72,5 +73,5 @@ pub(super) fn fetch(
              file changed on the server, or --checksum is wrong"
         ));
     }
-    Ok(name)
+    Ok((name, digest))
 }

@@ -5,13 +5,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::context::dockerignore::clean;
-use crate::dockerfile::instructions::{CommandLine, Healthcheck, Source};
-use crate::dockerfile::{Dockerfile, Instruction};
+use crate::dockerfile::Instruction;
+use crate::dockerfile::instructions::{CommandLine, Healthcheck};
 use crate::exec::{self, Isolation, RunSpec, User};
 use crate::fs::{Changes, FileKind, Root};
 use crate::image::config::Healthcheck as ConfigHealthcheck;
 
-use super::copy::{self, CopyRequest, SourceTree};
+use super::add_copy;
+use super::keys::Prepared;
 use super::stage::{Finished, StageState};
 use super::{BuildError, glob};
 
@@ -28,14 +29,14 @@ pub(super) enum Outcome {
     },
 }
 
-fn instruction_err(location: &str, message: impl Into<String>) -> BuildError {
+pub(super) fn instruction_err(location: &str, message: impl Into<String>) -> BuildError {
     BuildError::Instruction {
         location: location.to_string(),
         message: message.into(),
     }
 }
 
-fn fs_err(location: &str) -> impl Fn(crate::fs::FsError) -> BuildError + '_ {
+pub(super) fn fs_err(location: &str) -> impl Fn(crate::fs::FsError) -> BuildError + '_ {
     move |source| BuildError::Fs {
         location: location.to_string(),
         source,
@@ -64,13 +65,15 @@ fn command_argv(state: &StageState, command: &CommandLine) -> Vec<String> {
     }
 }
 
-/// Runs one expanded instruction.
-pub(super) fn execute(
-    state: &mut StageState,
+/// Runs one expanded instruction; `prepared` is what keying it already did (COPY plans, ADD
+/// downloads), empty with the cache off.
+pub(super) fn execute<'a>(
+    state: &mut StageState<'a>,
     instruction: &Instruction,
     location: &str,
     images: &mut BTreeMap<String, PathBuf>,
     finished: &BTreeMap<usize, Finished>,
+    prepared: Prepared<'a>,
 ) -> Result<Outcome, BuildError> {
     let created_by = instruction.to_string();
     let config_only = |created_by: String| Ok(Outcome::Config { created_by });
@@ -192,26 +195,14 @@ pub(super) fn execute(
         }
         Instruction::Workdir(path) => workdir(state, path, location, created_by),
         Instruction::Run(run) => run_instruction(state, run, location),
-        Instruction::Copy(c) => {
-            if c.parents || !c.exclude.is_empty() {
-                return Err(not_supported("COPY --parents and --exclude"));
-            }
-            let tree = source_tree(state, c.from.as_deref(), location, images, finished)?;
-            copy_into(
-                state, &tree, &c.sources, &c.dest, &c.chown, &c.chmod, false, location,
-            )
-            .map(|changes| changes_outcome(changes, created_by))
-        }
-        Instruction::Add(a) => {
-            if !a.exclude.is_empty() {
-                return Err(not_supported("ADD --exclude"));
-            }
-            add(state, a, location, created_by)
-        }
+        Instruction::Copy(c) => add_copy::copy(state, c, location, images, finished, prepared)
+            .map(|changes| changes_outcome(changes, created_by)),
+        Instruction::Add(a) => add_copy::add(state, a, location, prepared)
+            .map(|changes| changes_outcome(changes, created_by)),
     }
 }
 
-fn not_supported(what: &str) -> BuildError {
+pub(super) fn not_supported(what: &str) -> BuildError {
     BuildError::NotSupported {
         what: what.to_string(),
         hint: "rewrite the instruction without it, or use a RUN".into(),
@@ -228,7 +219,7 @@ fn changes_outcome(changes: Changes, created_by: String) -> Outcome {
 }
 
 /// The current working directory of the stage.
-fn current_workdir(state: &StageState) -> String {
+pub(super) fn current_workdir(state: &StageState) -> String {
     state
         .builder
         .config()
@@ -240,7 +231,7 @@ fn current_workdir(state: &StageState) -> String {
 }
 
 /// Reads a rootfs file, empty when it does not exist.
-fn read_rootfs_file(root: &Root, path: &str) -> String {
+pub(super) fn read_rootfs_file(root: &Root, path: &str) -> String {
     use std::io::Read;
     let mut text = String::new();
     if let Ok(mut file) = root.open_file(path) {
@@ -269,17 +260,22 @@ fn current_user(state: &StageState, location: &str) -> Result<User, BuildError> 
     })
 }
 
+/// Where `WORKDIR path` leads from the current working directory.
+pub(super) fn workdir_path(state: &StageState, path: &str) -> String {
+    if path.starts_with('/') {
+        clean(path)
+    } else {
+        clean(&format!("{}/{path}", current_workdir(state)))
+    }
+}
+
 fn workdir(
     state: &mut StageState,
     path: &str,
     location: &str,
     created_by: String,
 ) -> Result<Outcome, BuildError> {
-    let resolved = if path.starts_with('/') {
-        clean(path)
-    } else {
-        clean(&format!("{}/{path}", current_workdir(state)))
-    };
+    let resolved = workdir_path(state, path);
     state.builder.config_mut().config.working_dir = Some(resolved.clone());
     let user = current_user(state, location)?;
     let mut created = Vec::new();
@@ -314,7 +310,7 @@ fn workdir(
 }
 
 /// Changes for paths the step wrote, unless `--single-snapshot` defers them to the stage's end.
-fn record(
+pub(super) fn record(
     state: &mut StageState,
     paths: &[PathBuf],
     recursive: bool,
@@ -335,17 +331,13 @@ fn record(
         .map_err(fs_err(location))
 }
 
-fn run_instruction(
-    state: &mut StageState,
+/// The argv a RUN executes and the history line it gets (Kaniko's `RUN |n K=V ... cmd` form
+/// when ARGs are visible), from the stage as it stands: SHELL, ARGs.
+pub(super) fn run_command(
+    state: &StageState,
     run: &crate::dockerfile::instructions::Run,
     location: &str,
-) -> Result<Outcome, BuildError> {
-    if !run.mounts.is_empty() {
-        return Err(not_supported("RUN --mount"));
-    }
-    if run.network.is_some() || run.security.is_some() {
-        return Err(not_supported("RUN --network and --security"));
-    }
+) -> Result<(Vec<String>, String), BuildError> {
     let argv = match &run.command {
         CommandLine::Exec(argv) => argv.clone(),
         CommandLine::Shell(line) => {
@@ -363,6 +355,21 @@ fn run_instruction(
         }
     }
     created_by.push_str(&argv.join(" "));
+    Ok((argv, created_by))
+}
+
+fn run_instruction(
+    state: &mut StageState,
+    run: &crate::dockerfile::instructions::Run,
+    location: &str,
+) -> Result<Outcome, BuildError> {
+    if !run.mounts.is_empty() {
+        return Err(not_supported("RUN --mount"));
+    }
+    if run.network.is_some() || run.security.is_some() {
+        return Err(not_supported("RUN --network and --security"));
+    }
+    let (argv, created_by) = run_command(state, run, location)?;
     let user = current_user(state, location)?;
     let request = state.exec.request;
     state.run_counter += 1;
@@ -457,233 +464,6 @@ fn heredoc_script(
         script.push_str(&h.name);
     }
     Ok(script)
-}
-
-/// The tree a COPY reads from: the context, a finished stage, or an image.
-fn source_tree<'a>(
-    state: &StageState<'a>,
-    from: Option<&str>,
-    location: &str,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
-) -> Result<SourceTree<'a>, BuildError> {
-    let exec = state.exec;
-    let Some(from) = from else {
-        return Ok(SourceTree {
-            root: Root::open(&exec.context.root).map_err(fs_err(location))?,
-            ignore: Some(&exec.context.ignore),
-            keep_owner: false,
-            name: "the build context".into(),
-        });
-    };
-    let stage = stage_index(exec.dockerfile, from, state.index);
-    let (dir, name) = match stage {
-        Some(i) => {
-            let done = finished.get(&i).ok_or_else(|| {
-                instruction_err(location, format!("stage {from} has not been built"))
-            })?;
-            (done.rootfs.clone(), format!("stage {from}"))
-        }
-        None => {
-            let line = location
-                .rsplit(':')
-                .next()
-                .and_then(|l| l.parse().ok())
-                .unwrap_or(0);
-            (
-                exec.image_rootfs(from, line, images)?,
-                format!("image {from}"),
-            )
-        }
-    };
-    Ok(SourceTree {
-        root: Root::open(&dir).map_err(fs_err(location))?,
-        ignore: None,
-        keep_owner: true,
-        name,
-    })
-}
-
-/// The index of the stage `--from` names (name, case-insensitive, or index), if it is one.
-fn stage_index(df: &Dockerfile, from: &str, current: usize) -> Option<usize> {
-    if let Ok(i) = from.parse::<usize>() {
-        return (i < current).then_some(i);
-    }
-    let lower = from.to_ascii_lowercase();
-    df.stages[..current]
-        .iter()
-        .position(|s| s.from.node.name.as_deref() == Some(lower.as_str()))
-}
-
-/// Parses `--chown` against the destination rootfs: names from its /etc/passwd and /etc/group,
-/// and a user alone means the same number as group (Docker's rule).
-fn parse_chown(state: &StageState, chown: &str, location: &str) -> Result<(u32, u32), BuildError> {
-    let (user, group) = match chown.split_once(':') {
-        Some((u, g)) => (u, Some(g)),
-        None => (chown, None),
-    };
-    let passwd = read_rootfs_file(&state.root, "/etc/passwd");
-    let groups = read_rootfs_file(&state.root, "/etc/group");
-    let user_err = |source| BuildError::User {
-        location: location.to_string(),
-        source,
-    };
-    let uid = exec::user::resolve(user, &passwd, &groups)
-        .map_err(user_err)?
-        .uid;
-    let gid = match group {
-        None | Some("") => uid,
-        Some(g) => {
-            exec::user::resolve(&format!("{uid}:{g}"), &passwd, &groups)
-                .map_err(user_err)?
-                .gid
-        }
-    };
-    Ok((uid, gid))
-}
-
-#[allow(clippy::too_many_arguments)]
-fn copy_into(
-    state: &mut StageState,
-    tree: &SourceTree,
-    sources: &[Source],
-    dest: &str,
-    chown: &Option<String>,
-    chmod: &Option<String>,
-    unpack: bool,
-    location: &str,
-) -> Result<Changes, BuildError> {
-    let chown = chown
-        .as_deref()
-        .map(|c| parse_chown(state, c, location))
-        .transpose()?;
-    let chmod = chmod
-        .as_deref()
-        .map(|m| {
-            u32::from_str_radix(m, 8)
-                .map_err(|_| instruction_err(location, format!("invalid --chmod {m:?}: not octal")))
-        })
-        .transpose()?;
-    let patterns: Vec<String> = sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) => Some(p.clone()),
-            Source::Heredoc(_) => None,
-        })
-        .collect();
-    let inline: Vec<(String, String)> = sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Heredoc(h) => Some((h.name.clone(), h.body())),
-            Source::Path(_) => None,
-        })
-        .collect();
-    let workdir = current_workdir(state);
-    let request = CopyRequest {
-        patterns: &patterns,
-        inline: &inline,
-        dest,
-        workdir: &workdir,
-        chown,
-        chmod,
-        unpack,
-    };
-    let phases = state.exec.phases;
-    let copied = phases
-        .time("copy", || copy::copy(tree, &state.root, &request))
-        .map_err(|source| BuildError::Copy {
-            location: location.to_string(),
-            source,
-        })?;
-    state.copied_sources = copied.sources;
-    let mut changes = record(state, &copied.created_dirs, false, location)?;
-    for (path, change) in record(state, &copied.written, true, location)?.iter() {
-        changes.insert(path, change.clone());
-    }
-    Ok(changes)
-}
-
-fn add(
-    state: &mut StageState,
-    add: &crate::dockerfile::instructions::Add,
-    location: &str,
-    created_by: String,
-) -> Result<Outcome, BuildError> {
-    let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
-    let urls: Vec<&str> = add
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) if is_url(p) => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
-    if add
-        .sources
-        .iter()
-        .any(|s| matches!(s, Source::Path(p) if p.starts_with("git@") || p.ends_with(".git")))
-    {
-        return Err(not_supported("ADD from a git repository"));
-    }
-    if !urls.is_empty() && urls.len() != add.sources.len() {
-        return Err(instruction_err(
-            location,
-            "ADD mixes URLs and local sources\nhint: use one ADD per URL",
-        ));
-    }
-    if urls.is_empty() {
-        let tree = SourceTree {
-            root: Root::open(&state.exec.context.root).map_err(fs_err(location))?,
-            ignore: Some(&state.exec.context.ignore),
-            keep_owner: false,
-            name: "the build context".into(),
-        };
-        let unpack = add.unpack.unwrap_or(true);
-        let changes = copy_into(
-            state,
-            &tree,
-            &add.sources,
-            &add.dest,
-            &add.chown,
-            &add.chmod,
-            unpack,
-            location,
-        )?;
-        return Ok(changes_outcome(changes, created_by));
-    }
-    let dir = state.exec.work.join("downloads").join(format!(
-        "{}-{}",
-        state.index,
-        state.report.instructions.len()
-    ));
-    std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut names = Vec::new();
-    for url in &urls {
-        let name = super::download::fetch(state.exec, url, add.checksum.as_deref(), &dir)
-            .map_err(|message| instruction_err(location, message))?;
-        names.push(Source::Path(name));
-    }
-    let tree = SourceTree {
-        root: Root::open(&dir).map_err(fs_err(location))?,
-        ignore: None,
-        keep_owner: false,
-        name: "the downloaded files".into(),
-    };
-    let chmod = add.chmod.clone().or(Some("600".into()));
-    let changes = copy_into(
-        state,
-        &tree,
-        &names,
-        &add.dest,
-        &add.chown,
-        &chmod,
-        add.unpack.unwrap_or(false),
-        location,
-    )?;
-    Ok(changes_outcome(changes, created_by))
 }
 
 /// Under `--single-snapshot`: one layer with everything the stage changed.

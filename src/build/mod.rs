@@ -9,13 +9,21 @@
 //! every path a later stage will copy from it is checked, so a missing file fails the build at its
 //! cause, not three stages later (the Kaniko bug of CONTEXT.md section 2 cannot happen).
 //!
-//! Left out here (see the README's flag table): the layer cache (`--cache`), building independent
-//! stages in parallel (stages build one after another, in Dockerfile order), and ADD from git.
+//! With `--cache`, every instruction gets a key before its stage runs ([`keys`]), the probed
+//! ones are looked up at once, a hit is applied from its entry and a miss runs and stores its
+//! entry in the background ([`cached`]); a warm build gives the same image as a cold one.
+//!
+//! Left out here (see the README's flag table): building independent stages in parallel (stages
+//! build one after another, in Dockerfile order) and ADD from git.
 
+mod add_copy;
+mod base;
+mod cached;
 mod copy;
 mod download;
 mod glob;
 mod instructions;
+mod keys;
 pub mod phases;
 pub mod report;
 mod stage;
@@ -67,6 +75,23 @@ pub struct BuildRequest {
     pub raw_run_output: bool,
     /// The kbuild binary that provides the RUN sandbox; None is the running executable.
     pub sandbox_helper: Option<PathBuf>,
+    /// The layer cache; None when it is off.
+    pub cache: Option<CacheOptions>,
+}
+
+/// The layer cache's settings (Kaniko's `--cache*` flags).
+#[derive(Debug, Clone)]
+pub struct CacheOptions {
+    /// `--cache-repo`, or `<first destination>/cache`.
+    pub repo: crate::cache::CacheRepo,
+    /// `--cache-ttl`: entries older than this are not used.
+    pub ttl: std::time::Duration,
+    /// `--cache-run-layers`.
+    pub run_layers: bool,
+    /// `--cache-copy-layers`.
+    pub copy_layers: bool,
+    /// False with `--no-push-cache`: look entries up, store none.
+    pub push: bool,
 }
 
 /// A finished build.
@@ -254,6 +279,23 @@ pub async fn build(request: BuildRequest) -> Result<BuildOutcome, BuildError> {
     })
 }
 
+/// The client cache lookups and pushes use: the build's registry settings, but one attempt per
+/// request and a short connect timeout. A cache that does not answer is a miss, not a wait: retries
+/// with backoff would delay the instructions waiting for their lookups (and log a warning each).
+fn cache_client(request: &BuildRequest) -> Result<RegistryClient, BuildError> {
+    let options = RegistryOptions {
+        request_attempts: 1,
+        push_retries: 0,
+        connect_timeout: request
+            .registry
+            .connect_timeout
+            .min(std::time::Duration::from_secs(5)),
+        ..request.registry.clone()
+    };
+    let keychain = Keychain::from_env().map_err(RegistryError::from)?;
+    Ok(RegistryClient::new(options, keychain))
+}
+
 pub fn report_location(requested: Option<&Path>, work_root: &Path) -> PathBuf {
     match requested {
         Some(p) if p.as_os_str().is_empty() => work_root.join("report.json"),
@@ -309,6 +351,34 @@ async fn build_in(
     let store = BlobStore::open(&store_dir).map_err(RegistryError::from)?;
     let handle = tokio::runtime::Handle::current();
     let phases = phases::Phases::default();
+    let cache = match &request.cache {
+        Some(options) => Some((options, cache_client(request)?)),
+        None => None,
+    };
+    let cache = cache.map(|(options, cache_client)| {
+        let store = crate::cache::CacheStore::new(
+            options.repo.clone(),
+            cache_client,
+            store.clone(),
+            options.ttl,
+        );
+        tracing::info!("layer cache: {}", options.repo);
+        cached::CacheContext {
+            background: crate::cache::Background::new(
+                store,
+                handle.clone(),
+                client.options().concurrency,
+            ),
+            options: keys::KeyOptions {
+                run_layers: options.run_layers,
+                copy_layers: options.copy_layers,
+                single_snapshot: request.single_snapshot,
+                layer_format: keys::layer_format(&request.layer, &request.ignore),
+            },
+            push: options.push,
+        }
+    });
+    report.cache_repo = request.cache.as_ref().map(|c| c.repo.to_string());
     let executor = stage::Executor {
         phases: &phases,
         request,
@@ -319,22 +389,72 @@ async fn build_in(
         store: &store,
         client: &client,
         handle,
+        cache: cache.as_ref(),
+        base_layers: std::sync::Mutex::new(report::BaseLayers {
+            store: store_dir.display().to_string(),
+            ..report::BaseLayers::default()
+        }),
     };
-    let (image, stage_reports) = tokio::task::block_in_place(|| executor.run_stages());
-    report.stages = stage_reports;
-    let image = match image {
-        Ok(image) => image,
-        Err(e) => {
-            report.phases = phases.snapshot();
-            return Err(e);
+    let outcome = tokio::task::block_in_place(|| executor.run_stages());
+    report.stages = outcome.stages;
+    report.cross_stage_found = outcome.found;
+    report.isolation = report
+        .stages
+        .iter()
+        .flat_map(|s| &s.instructions)
+        .find_map(|i| i.isolation.clone());
+    if let Ok(stats) = executor.base_layers.lock() {
+        report.base_layers = stats.clone();
+    }
+    let result = match outcome.image {
+        Ok(mut image) => {
+            if let Some(repo) = request.cache.as_ref().and_then(|c| c.repo.registry()) {
+                // Layers that were cache hits are in the cache repository: mount, don't upload.
+                image.mount_sources.push(repo.clone());
+            }
+            phases::reset_peak();
+            let push_started = std::time::Instant::now();
+            let published = crate::image::publish(&client, &store, &image, &request.publish).await;
+            phases.add("push", push_started, phases::peak_rss_kb());
+            published
+                .map(|pushed| {
+                    report.outputs = report::Outputs {
+                        pushed: pushed
+                            .iter()
+                            .map(|p| report::PushedOutput {
+                                reference: p.reference.to_string(),
+                                digest: p.digest.to_string(),
+                                uploaded: p.uploaded,
+                                mounted: p.mounted,
+                                existed: p.existed,
+                            })
+                            .collect(),
+                        tar_path: request
+                            .publish
+                            .tar_path
+                            .as_ref()
+                            .map(|p| p.display().to_string()),
+                        oci_layout_path: request
+                            .publish
+                            .oci_layout_path
+                            .as_ref()
+                            .map(|p| p.display().to_string()),
+                    };
+                    tracing::info!("built image {}", image.digest);
+                    image.digest
+                })
+                .map_err(BuildError::from)
         }
+        Err(e) => Err(e),
     };
-    phases::reset_peak();
-    let push_started = std::time::Instant::now();
-    let published = crate::image::publish(&client, &store, &image, &request.publish).await;
-    phases.add("push", push_started, phases::peak_rss_kb());
+    // Entries of the instructions that ran are worth keeping even when a later one failed.
+    if let Some(cache) = &cache {
+        let waited = std::time::Instant::now();
+        let pushes = cache.background.finish().await;
+        phases.add("cache_push_wait", waited, 0);
+        report.record_pushes(&pushes);
+    }
+    report.summarise_cache();
     report.phases = phases.snapshot();
-    published?;
-    tracing::info!("built image {}", image.digest);
-    Ok(image.digest)
+    result
 }

@@ -1,4 +1,5 @@
-//! Where a build's time and memory go: pull, extract, run, snapshot, layer, copy, push.
+//! Where a build's time and memory go: pull, key, cache, extract, run, snapshot, copy, layer,
+//! push, cache_push_wait.
 //!
 //! Each phase's wall time is summed over the build, and its peak resident memory is kbuild's own
 //! (VmHWM, reset at the start of every timed section through `/proc/self/clear_refs`), so the
@@ -27,9 +28,20 @@ pub struct Phases {
     stats: Mutex<BTreeMap<&'static str, PhaseStat>>,
 }
 
-/// The phases, in the order a build meets them.
-pub const ORDER: [&str; 7] = [
-    "pull", "extract", "run", "snapshot", "copy", "layer", "push",
+/// The phases, in the order a build meets them: `key` is hashing COPY/ADD sources for cache
+/// keys, `cache` waiting for cache lookups (and the layers of hits), `cache_push_wait` waiting
+/// at the end for cache pushes still running.
+pub const ORDER: [&str; 10] = [
+    "pull",
+    "key",
+    "cache",
+    "extract",
+    "run",
+    "snapshot",
+    "copy",
+    "layer",
+    "push",
+    "cache_push_wait",
 ];
 
 impl Phases {

@@ -1,22 +1,33 @@
 //! Building the stages of a plan, one after another, each in its own rootfs directory.
+//!
+//! A stage's instructions are keyed up front when the cache is on ([`super::keys`]), every probe
+//! is started at once, and then the instructions run in order: a hit is applied from its entry
+//! ([`super::cached`]), anything else runs ([`super::instructions`]) and, when it was probed,
+//! its new entry is stored in the background.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::cache::{PendingProbe, Probe};
 use crate::context::BuildContext;
+use crate::digest::Digest;
 use crate::dockerfile::expand::Expander;
 use crate::dockerfile::{Dockerfile, Instruction};
 use crate::fs::{Changes, Root, Snapshotter};
 use crate::image::config::History;
 use crate::image::{BuiltImage, ImageBuilder, LayerBlob};
-use crate::plan::{Base, BuildEnv, Plan, Producer};
+use crate::plan::{Base, BuildEnv, Plan};
+use crate::platform::Platform;
 use crate::registry::manifest::{Descriptor, LayerCompression};
-use crate::registry::{BlobStore, Reference, RegistryClient, RegistryError};
+use crate::registry::{BlobStore, RegistryClient, RegistryError};
 
+use super::cached::{self, CacheContext};
 use super::instructions::{self as instr, Outcome};
-use super::report::{InstructionReport, StageReport};
-use super::{BuildError, BuildRequest, MissingSource};
+use super::keys::{self, Policy, Prepared, StageStep, StepKey};
+use super::report::{BaseLayers, CacheStatus, FoundSource, InstructionReport, StageReport};
+use super::{BuildError, BuildRequest};
 
 /// Shared state of one build.
 pub(super) struct Executor<'a> {
@@ -29,6 +40,23 @@ pub(super) struct Executor<'a> {
     pub store: &'a BlobStore,
     pub client: &'a RegistryClient,
     pub handle: tokio::runtime::Handle,
+    /// The layer cache; None when it is off.
+    pub cache: Option<&'a CacheContext>,
+    /// Base image layers downloaded or found in the store, over the whole build.
+    pub base_layers: Mutex<BaseLayers>,
+}
+
+/// One instruction's line in a stage's history, for the cross-stage check's messages.
+#[derive(Debug, Clone)]
+pub(super) struct HistoryEntry {
+    /// `Dockerfile:12: RUN make`, or "base image".
+    pub what: String,
+    /// The layer digest, or "no layer".
+    pub layer: String,
+    /// Paths the instruction changed; None when not known (a base layer, a cache hit).
+    pub paths: Option<Vec<PathBuf>>,
+    /// A cache hit: its layer can be listed when the paths are needed.
+    pub hit: bool,
 }
 
 /// A finished stage: what later stages start from or copy from.
@@ -37,8 +65,11 @@ pub(super) struct Finished {
     pub builder: ImageBuilder,
     pub env: BuildEnv,
     pub layers: Vec<Descriptor>,
-    /// (location and text, layer digest or "no layer", paths changed) per instruction.
-    pub history: Vec<(String, String, Vec<PathBuf>)>,
+    pub history: Vec<HistoryEntry>,
+    /// The key a stage built FROM this one chains on (None with the cache off).
+    pub final_key: Option<Digest>,
+    /// Whether the last probed instruction missed.
+    pub chain_missed: bool,
 }
 
 /// A stage being built.
@@ -46,27 +77,38 @@ pub(super) struct StageState<'a> {
     pub exec: &'a Executor<'a>,
     pub index: usize,
     pub name: String,
+    pub platform: Platform,
     pub root: Root,
     pub rootfs: PathBuf,
     pub builder: ImageBuilder,
     pub env: BuildEnv,
     pub snapshotter: Snapshotter,
+    /// A cache hit changed the rootfs behind the snapshotter's back: re-index before the next
+    /// instruction that runs.
+    pub index_stale: bool,
+    /// The last probed instruction of this chain missed (for `parent_missed`).
+    pub chain_missed: bool,
     pub expander: Expander,
-    pub history: Vec<(String, String, Vec<PathBuf>)>,
+    pub history: Vec<HistoryEntry>,
     pub report: StageReport,
     /// Set once a step changed the rootfs under `--single-snapshot` (the layer comes at the end).
     pub pending_single: bool,
     pub run_counter: usize,
     /// Whether this stage set CMD (an ENTRYPOINT then keeps it).
     pub cmd_set: bool,
-    /// The sources of the last COPY/ADD, for its cache key.
-    pub copied_sources: Vec<super::copy::SourceFile>,
+}
+
+/// What running the stages produced.
+pub(super) struct StagesOutcome {
+    pub image: Result<BuiltImage, BuildError>,
+    pub stages: Vec<StageReport>,
+    pub found: Vec<FoundSource>,
 }
 
 impl Executor<'_> {
     /// The stages this build runs: those the target needs with `--skip-unused-stages`, else every
     /// stage up to the target (Kaniko's default).
-    fn selected(&self) -> Vec<usize> {
+    pub(super) fn selected(&self) -> Vec<usize> {
         self.plan
             .stages
             .iter()
@@ -82,10 +124,16 @@ impl Executor<'_> {
     }
 
     /// Builds every selected stage and returns the target's image.
-    pub fn run_stages(&self) -> (Result<BuiltImage, BuildError>, Vec<StageReport>) {
+    pub fn run_stages(&self) -> StagesOutcome {
         let mut finished: BTreeMap<usize, Finished> = BTreeMap::new();
         let mut reports = Vec::new();
+        let mut found = Vec::new();
         let mut images: BTreeMap<String, PathBuf> = BTreeMap::new();
+        let outcome = |image, stages, found| StagesOutcome {
+            image,
+            stages,
+            found,
+        };
         for index in self.selected() {
             let stage = &self.plan.stages[index];
             tracing::info!(
@@ -98,23 +146,22 @@ impl Executor<'_> {
             reports.push(report);
             match result {
                 Ok(done) => {
-                    if let Err(e) = self.check_cross_stage(index, &done) {
-                        return (Err(e), reports);
+                    match self.check_cross_stage(index, &done) {
+                        Ok(f) => found.extend(f),
+                        Err(e) => return outcome(Err(e), reports, found),
                     }
                     finished.insert(index, done);
                 }
-                Err(e) => return (Err(e), reports),
+                Err(e) => return outcome(Err(e), reports, found),
             }
         }
         let target = self.plan.target;
         let Some(done) = finished.remove(&target) else {
-            return (
-                Err(BuildError::Instruction {
-                    location: self.dockerfile.file.clone(),
-                    message: format!("target stage {target} was not built"),
-                }),
-                reports,
-            );
+            let err = BuildError::Instruction {
+                location: self.dockerfile.file.clone(),
+                message: format!("target stage {target} was not built"),
+            };
+            return outcome(Err(err), reports, found);
         };
         let mut builder = done.builder;
         if !self.request.labels.is_empty() {
@@ -125,7 +172,7 @@ impl Executor<'_> {
         }
         let created = self.created();
         builder.config_mut().created = Some(created);
-        (builder.build().map_err(BuildError::from), reports)
+        outcome(builder.build().map_err(BuildError::from), reports, found)
     }
 
     /// The `created` time of configs and history entries: the epoch (or SOURCE_DATE_EPOCH) under
@@ -148,8 +195,15 @@ impl Executor<'_> {
         .to_string()
     }
 
-    fn location(&self, line: usize) -> String {
+    pub(super) fn location(&self, line: usize) -> String {
         format!("{}:{line}", self.dockerfile.file)
+    }
+
+    pub(super) fn fs_err(&self, line: usize, source: crate::fs::FsError) -> BuildError {
+        BuildError::Fs {
+            location: self.location(line),
+            source,
+        }
     }
 
     /// Builds one stage; its report comes back whether it succeeded or not.
@@ -160,7 +214,7 @@ impl Executor<'_> {
         images: &mut BTreeMap<String, PathBuf>,
     ) -> (Result<Finished, BuildError>, StageReport) {
         let planned = &self.plan.stages[index];
-        let report = StageReport::new(index, planned.display_name(), planned.from.clone());
+        let mut report = StageReport::new(index, planned.display_name(), planned.from.clone());
         let started = Instant::now();
         let rootfs = self
             .work
@@ -181,11 +235,20 @@ impl Executor<'_> {
             Ok(base) => base,
             Err(e) => return fail(e, report),
         };
-        let (mut builder, env, base_layers) = base;
+        report.base_digest = base.digest.clone();
+        let mut base = base;
         // As BuildKit: an image whose base defines no PATH gets the default one.
-        let env_now = env.config_env();
-        if builder.config().config.env.as_deref().unwrap_or_default() != env_now.as_slice() {
-            builder.config_mut().config.env = Some(env_now);
+        let env_now = base.env.config_env();
+        if base
+            .builder
+            .config()
+            .config
+            .env
+            .as_deref()
+            .unwrap_or_default()
+            != env_now.as_slice()
+        {
+            base.builder.config_mut().config.env = Some(env_now);
         }
         let root = match Root::open(&rootfs) {
             Ok(root) => root,
@@ -203,25 +266,98 @@ impl Executor<'_> {
             exec: self,
             index,
             name: planned.display_name(),
+            platform: planned.platform.clone(),
             root,
             rootfs: rootfs.clone(),
-            builder,
-            env,
+            builder: base.builder,
+            env: base.env,
             snapshotter,
+            index_stale: false,
+            chain_missed: base.chain_missed,
             expander: Expander::new(self.dockerfile.escape),
             history: Vec::new(),
             report,
             pending_single: false,
             run_counter: 0,
             cmd_set: false,
-            copied_sources: Vec::new(),
         };
-        for desc in &base_layers {
-            state
-                .history
-                .push(("base image".into(), desc.digest.to_string(), Vec::new()));
+        for desc in &base.layers {
+            state.history.push(HistoryEntry {
+                what: "base image".into(),
+                layer: desc.digest.to_string(),
+                paths: None,
+                hit: false,
+            });
         }
-        // ONBUILD triggers stored in a base *image* run first; a base *stage*'s are in the steps.
+        let steps = match self.stage_steps(&mut state, planned.line) {
+            Ok(steps) => steps,
+            Err(e) => return fail(e, state.report),
+        };
+        let (keys, prepared) = match (self.cache, &base.parent) {
+            (Some(cache), Some(parent)) => keys::stage_keys(
+                &state,
+                &steps,
+                parent.clone(),
+                &cache.options,
+                images,
+                finished,
+            ),
+            _ => (Vec::new(), Vec::new()),
+        };
+        let mut probes: Vec<Option<PendingProbe>> = keys
+            .iter()
+            .map(|k| match self.cache {
+                Some(cache) if k.policy == Policy::Probe => Some(cache.background.probe(k.key)),
+                _ => None,
+            })
+            .collect();
+        let mut prepared = prepared.into_iter();
+        for (i, step) in steps.iter().enumerate() {
+            let probe = probes.get_mut(i).and_then(Option::take);
+            let work = prepared.next().unwrap_or_default();
+            let result =
+                self.run_step(&mut state, step, keys.get(i), probe, work, images, finished);
+            if let Err(e) = result {
+                return fail(e, state.report);
+            }
+        }
+        if let Err(e) = instr::finish_single_snapshot(&mut state) {
+            return fail(e, state.report);
+        }
+        let final_key = match (keys.last(), &base.parent) {
+            _ if self.cache.is_none() || keys.len() != steps.len() => None,
+            (Some(k), _) => Some(k.key),
+            (None, Some((_, parent))) => parent.parse().ok(),
+            (None, None) => None,
+        };
+        state.report.final_key = final_key.map(|k| k.to_string());
+        state.report.duration_ms = started.elapsed().as_millis() as u64;
+        let layers = match state.builder.clone().build() {
+            Ok(image) => image.layers,
+            Err(e) => return fail(e.into(), state.report),
+        };
+        (
+            Ok(Finished {
+                rootfs,
+                builder: state.builder,
+                env: state.env,
+                layers,
+                history: state.history,
+                final_key,
+                chain_missed: state.chain_missed,
+            }),
+            state.report,
+        )
+    }
+
+    /// The stage's instructions: ONBUILD triggers stored in a base *image* first (a base
+    /// *stage*'s are among the plan's steps), then the Dockerfile's.
+    fn stage_steps(
+        &self,
+        state: &mut StageState,
+        line: usize,
+    ) -> Result<Vec<StageStep>, BuildError> {
+        let planned = &self.plan.stages[state.index];
         let triggers = match &planned.base {
             Base::Image(_) => state
                 .builder
@@ -235,197 +371,48 @@ impl Executor<'_> {
         if !triggers.is_empty() {
             state.builder.config_mut().config.on_build = None;
         }
+        let mut steps = Vec::new();
         for trigger in triggers {
-            if let Err(e) = self.run_trigger(&mut state, &trigger, planned.line, images, finished) {
-                return fail(e, state.report);
+            let location = format!("{} (ONBUILD of the base image)", self.location(line));
+            let parsed = crate::dockerfile::parse(&format!("FROM scratch\n{trigger}\n"), "ONBUILD")
+                .map_err(|e| BuildError::Instruction {
+                    location: location.clone(),
+                    message: format!("cannot parse the trigger {trigger:?}: {e}"),
+                })?;
+            if let Some(spanned) = parsed.stages.first().and_then(|s| s.instructions.first()) {
+                steps.push(StageStep {
+                    instruction: spanned.node.clone(),
+                    original: trigger.clone(),
+                    location,
+                });
             }
         }
-        let steps = crate::plan::steps(self.dockerfile, index, &planned.base);
-        for step in steps {
-            let location = self.location(step.lines.0);
-            let result = self.run_step(
-                &mut state,
-                step.instruction,
-                step.original,
-                &location,
-                images,
-                finished,
-            );
-            if let Err(e) = result {
-                return fail(e, state.report);
-            }
+        for step in crate::plan::steps(self.dockerfile, state.index, &planned.base) {
+            steps.push(StageStep {
+                instruction: step.instruction.clone(),
+                original: step.original.to_string(),
+                location: self.location(step.lines.0),
+            });
         }
-        if let Err(e) = instr::finish_single_snapshot(&mut state) {
-            return fail(e, state.report);
-        }
-        state.report.duration_ms = started.elapsed().as_millis() as u64;
-        let layers = match state.builder.clone().build() {
-            Ok(image) => image.layers,
-            Err(e) => return fail(e.into(), state.report),
-        };
-        (
-            Ok(Finished {
-                rootfs,
-                builder: state.builder,
-                env: state.env,
-                layers,
-                history: state.history,
-            }),
-            state.report,
-        )
+        Ok(steps)
     }
 
-    fn fs_err(&self, line: usize, source: crate::fs::FsError) -> BuildError {
-        BuildError::Fs {
-            location: self.location(line),
-            source,
-        }
-    }
-
-    /// Fills the stage rootfs with its base and returns the image builder and environment.
-    fn prepare_base(
+    #[allow(clippy::too_many_arguments)]
+    fn run_step<'a>(
         &self,
-        index: usize,
-        rootfs: &Path,
-        finished: &BTreeMap<usize, Finished>,
-    ) -> Result<(ImageBuilder, BuildEnv, Vec<Descriptor>), BuildError> {
-        let planned = &self.plan.stages[index];
-        match &planned.base {
-            Base::Scratch => Ok((
-                ImageBuilder::scratch(self.store, &planned.platform),
-                BuildEnv::scratch(&self.plan.scope),
-                Vec::new(),
-            )),
-            Base::Stage(parent) => {
-                let parent_done = finished
-                    .get(parent)
-                    .ok_or_else(|| BuildError::Instruction {
-                        location: self.location(planned.line),
-                        message: format!("stage {parent} must be built before stage {index}"),
-                    })?;
-                self.apply_layers(rootfs, &parent_done.layers, planned.line)?;
-                Ok((
-                    parent_done.builder.clone(),
-                    BuildEnv::inherit(&parent_done.env),
-                    parent_done.layers.clone(),
-                ))
-            }
-            Base::Image(image) => {
-                let pulled = self.pull(image, &planned.platform, planned.line)?;
-                self.apply_layers(rootfs, pulled.layers(), planned.line)?;
-                let builder = ImageBuilder::from_base(self.store, &pulled)?;
-                let env = builder.config().config.env.clone().unwrap_or_default();
-                let layers = pulled.layers().to_vec();
-                Ok((builder, BuildEnv::new(Some(&env), &self.plan.scope), layers))
-            }
-        }
-    }
-
-    pub fn pull(
-        &self,
-        image: &str,
-        platform: &crate::platform::Platform,
-        line: usize,
-    ) -> Result<crate::registry::PulledImage, BuildError> {
-        let reference: Reference = image
-            .parse()
-            .map_err(|e| BuildError::Registry(RegistryError::from(e)))?;
-        tracing::info!("pulling {reference} for {platform}");
-        let _ = line;
-        Ok(self.phases.time("pull", || {
-            self.handle.block_on(crate::registry::pull_image(
-                self.client,
-                &reference,
-                platform,
-                self.store,
-            ))
-        })?)
-    }
-
-    /// Extracts layer blobs from the store into a rootfs, in order.
-    pub fn apply_layers(
-        &self,
-        rootfs: &Path,
-        layers: &[Descriptor],
-        line: usize,
-    ) -> Result<(), BuildError> {
-        let root = Root::open(rootfs).map_err(|e| self.fs_err(line, e))?;
-        for layer in layers {
-            let file = self
-                .store
-                .open_blob(&layer.digest)
-                .map_err(RegistryError::from)?;
-            self.phases
-                .time("extract", || {
-                    crate::fs::extract_layer(
-                        &root,
-                        &layer.digest.to_string(),
-                        std::io::BufReader::new(file),
-                    )
-                })
-                .map_err(|e| self.fs_err(line, e))?;
-        }
-        Ok(())
-    }
-
-    /// The rootfs of an external image used by `COPY --from`, pulled and extracted once.
-    pub fn image_rootfs(
-        &self,
-        image: &str,
-        line: usize,
-        images: &mut BTreeMap<String, PathBuf>,
-    ) -> Result<PathBuf, BuildError> {
-        if let Some(dir) = images.get(image) {
-            return Ok(dir.clone());
-        }
-        let dir = self
-            .work
-            .join("images")
-            .join(images.len().to_string())
-            .join("rootfs");
-        std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
-            path: dir.clone(),
-            source,
-        })?;
-        let pulled = self.pull(image, &self.request.platform, line)?;
-        self.apply_layers(&dir, pulled.layers(), line)?;
-        images.insert(image.to_string(), dir.clone());
-        Ok(dir)
-    }
-
-    fn run_trigger(
-        &self,
-        state: &mut StageState,
-        trigger: &str,
-        line: usize,
-        images: &mut BTreeMap<String, PathBuf>,
-        finished: &BTreeMap<usize, Finished>,
-    ) -> Result<(), BuildError> {
-        let location = format!("{} (ONBUILD of the base image)", self.location(line));
-        let parsed = crate::dockerfile::parse(&format!("FROM scratch\n{trigger}\n"), "ONBUILD")
-            .map_err(|e| BuildError::Instruction {
-                location: location.clone(),
-                message: format!("cannot parse the trigger {trigger:?}: {e}"),
-            })?;
-        let Some(spanned) = parsed.stages.first().and_then(|s| s.instructions.first()) else {
-            return Ok(());
-        };
-        self.run_step(state, &spanned.node, trigger, &location, images, finished)
-    }
-
-    fn run_step(
-        &self,
-        state: &mut StageState,
-        instruction: &Instruction,
-        original: &str,
-        location: &str,
+        state: &mut StageState<'a>,
+        step: &StageStep,
+        key: Option<&StepKey>,
+        probe: Option<PendingProbe>,
+        prepared: Prepared<'a>,
         images: &mut BTreeMap<String, PathBuf>,
         finished: &BTreeMap<usize, Finished>,
     ) -> Result<(), BuildError> {
         let started = Instant::now();
+        let location = step.location.as_str();
         let expansion = state
             .env
-            .expand_instruction(instruction, &state.expander)
+            .expand_instruction(&step.instruction, &state.expander)
             .map_err(|e| BuildError::Instruction {
                 location: location.to_string(),
                 message: match e {
@@ -437,20 +424,84 @@ impl Executor<'_> {
             })?;
         let expanded = expansion.instruction;
         tracing::info!("{location}: {expanded}");
-        let outcome = instr::execute(state, &expanded, location, images, finished)?;
-        let mut entry = InstructionReport::new(location, original, &expanded.to_string());
-        entry.duration_ms = started.elapsed().as_millis() as u64;
+        let mut entry = InstructionReport::new(location, &step.original, &expanded.to_string());
+        let mut cache_report = key.map(cached::report_for);
+        if let (Some(probe), Some(report)) = (probe, cache_report.as_mut()) {
+            let waited = Instant::now();
+            let found = probe.wait(&self.handle);
+            self.phases.add("cache", waited, 0);
+            match found {
+                Probe::Hit(hit) => {
+                    let layer = cached::apply_hit(self, state, &expanded, &hit, location)?;
+                    report.status = CacheStatus::Hit;
+                    report.reason = None;
+                    report.entry = self
+                        .cache
+                        .map(|c| c.background.store().repo().entry_name(&hit.key));
+                    report.created = Some(hit.created.clone());
+                    state.chain_missed = false;
+                    state.history.push(HistoryEntry {
+                        what: format!("{location}: {expanded} (cache hit)"),
+                        layer: layer
+                            .as_ref()
+                            .map_or("no layer".into(), |l| l.digest.to_string()),
+                        paths: None,
+                        hit: true,
+                    });
+                    entry.layer = layer;
+                    entry.cache = cache_report;
+                    entry.duration_ms = started.elapsed().as_millis() as u64;
+                    state.report.instructions.push(entry);
+                    return Ok(());
+                }
+                Probe::Miss {
+                    reason,
+                    detail,
+                    created,
+                } => {
+                    let why = match reason {
+                        crate::cache::MissReason::NoEntry => "no entry",
+                        crate::cache::MissReason::Expired => "entry expired",
+                    };
+                    tracing::info!("{location}: cache miss ({why})");
+                    cached::record_miss(report, state, reason, detail, created);
+                }
+            }
+        }
+        let touches_rootfs = matches!(
+            expanded,
+            Instruction::Run(_)
+                | Instruction::Copy(_)
+                | Instruction::Add(_)
+                | Instruction::Workdir(_)
+        );
+        if state.index_stale && touches_rootfs {
+            let fresh = self.phases.time("snapshot", || {
+                Snapshotter::new(
+                    &state.root,
+                    self.request.snapshot_mode,
+                    state.snapshotter.ignore_list().clone(),
+                )
+            });
+            state.snapshotter = fresh.map_err(|source| BuildError::Fs {
+                location: location.to_string(),
+                source,
+            })?;
+            state.index_stale = false;
+        }
+        let outcome = instr::execute(state, &expanded, location, images, finished, prepared)?;
         match outcome {
             Outcome::Config { created_by } => {
                 state.builder.add_empty_history(&created_by);
                 if let Some(h) = state.builder.config_mut().history.last_mut() {
                     h.created = Some(self.created());
                 }
-                state.history.push((
-                    format!("{location}: {expanded}"),
-                    "no layer".into(),
-                    Vec::new(),
-                ));
+                state.history.push(HistoryEntry {
+                    what: format!("{location}: {expanded}"),
+                    layer: "no layer".into(),
+                    paths: Some(Vec::new()),
+                    hit: false,
+                });
             }
             Outcome::Changes {
                 changes,
@@ -462,18 +513,25 @@ impl Executor<'_> {
                 entry.isolation = isolation.map(|i| i.to_string());
                 let paths: Vec<PathBuf> = changes.iter().map(|(p, _)| p.to_path_buf()).collect();
                 let layer = self.commit_layer(state, &changes, &created_by, location)?;
-                let described = match &layer {
-                    Some(info) => {
-                        entry.layer = Some(info.clone());
-                        info.digest.to_string()
-                    }
-                    None => "no layer".into(),
-                };
-                state
-                    .history
-                    .push((format!("{location}: {expanded}"), described, paths));
+                state.history.push(HistoryEntry {
+                    what: format!("{location}: {expanded}"),
+                    layer: layer
+                        .as_ref()
+                        .map_or("no layer".into(), |l| l.digest.to_string()),
+                    paths: Some(paths),
+                    hit: false,
+                });
+                if let (Some(cache), Some(key), Some(report)) =
+                    (self.cache, key, cache_report.as_mut())
+                    && report.status == CacheStatus::Miss
+                {
+                    cached::store_miss(cache, state, key, &created_by, layer.as_ref(), report);
+                }
+                entry.layer = layer;
             }
         }
+        entry.cache = cache_report;
+        entry.duration_ms = started.elapsed().as_millis() as u64;
         state.report.instructions.push(entry);
         Ok(())
     }
@@ -488,13 +546,18 @@ impl Executor<'_> {
         location: &str,
     ) -> Result<Option<crate::fs::LayerInfo>, BuildError> {
         if changes.is_empty() {
-            state.builder.add_empty_history(created_by);
-            if let Some(h) = state.builder.config_mut().history.last_mut() {
-                h.created = Some(self.created());
-            }
+            self.add_empty_history(state, created_by);
             return Ok(None);
         }
         self.write_stage_layer(state, changes, created_by, location)
+    }
+
+    /// An empty-layer history entry, dated as every other one.
+    fn add_empty_history(&self, state: &mut StageState, created_by: &str) {
+        state.builder.add_empty_history(created_by);
+        if let Some(h) = state.builder.config_mut().history.last_mut() {
+            h.created = Some(self.created());
+        }
     }
 
     /// Writes `changes` as a layer into the store and adds it to the stage's image.
@@ -517,7 +580,9 @@ impl Executor<'_> {
             })
             .map_err(fs_err)?;
         let Some(info) = info else {
-            state.builder.add_empty_history(created_by);
+            // Dated like every other empty-layer entry, so a cache hit of this (empty) step
+            // writes the same history.
+            self.add_empty_history(state, created_by);
             return Ok(None);
         };
         let (digest, size) = writer.commit().map_err(RegistryError::from)?;
@@ -545,70 +610,5 @@ impl Executor<'_> {
             info.files_deleted
         );
         Ok(Some(info))
-    }
-
-    /// After a producer stage: every path a later, selected stage copies from it must exist.
-    fn check_cross_stage(&self, index: usize, done: &Finished) -> Result<(), BuildError> {
-        let selected = self.selected();
-        let root = Root::open(&done.rootfs).map_err(|e| self.fs_err(0, e))?;
-        for dep in &self.plan.deps {
-            if dep.producer != Producer::Stage(index) || !selected.contains(&dep.consumer) {
-                continue;
-            }
-            for path in &dep.paths {
-                if instr::source_exists(&root, path) {
-                    continue;
-                }
-                return Err(BuildError::MissingCrossStageSource(Box::new(
-                    missing_source(self, index, dep, path, done),
-                )));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn missing_source(
-    exec: &Executor,
-    index: usize,
-    dep: &crate::plan::CrossStageDep,
-    path: &str,
-    done: &Finished,
-) -> MissingSource {
-    let root = Root::open(&done.rootfs).ok();
-    // The closest parent that exists: the instructions that wrote under it are the suspects.
-    let mut parent = PathBuf::from(path.trim_start_matches('/'));
-    while let Some(p) = parent.parent().map(Path::to_path_buf) {
-        parent = p;
-        if parent.as_os_str().is_empty()
-            || root
-                .as_ref()
-                .is_some_and(|r| r.try_lstat(&parent).ok().flatten().is_some())
-        {
-            break;
-        }
-    }
-    let suspects: Vec<String> = done
-        .history
-        .iter()
-        .filter(|(_, _, paths)| {
-            paths
-                .iter()
-                .any(|p| p.starts_with(&parent) && !parent.as_os_str().is_empty())
-        })
-        .map(|(what, _, _)| what.clone())
-        .collect();
-    let suspects = suspects.last().cloned().into_iter().collect();
-    MissingSource {
-        producer: exec.plan.stages[index].display_name(),
-        consumer: exec.plan.stages[dep.consumer].display_name(),
-        path: path.to_string(),
-        needed_by: format!("{}: {}", exec.location(dep.line), dep.instruction),
-        suspects,
-        layers: done
-            .history
-            .iter()
-            .map(|(what, layer, _)| (what.clone(), layer.clone()))
-            .collect(),
     }
 }

@@ -14,17 +14,6 @@ use super::registry_options::{publish_target, registry_options};
 
 /// Flags whose behaviour does not exist yet: using one is an error, never silently ignored.
 fn unsupported(args: &BuildArgs) -> Option<(&'static str, &'static str)> {
-    let cache_repo_set = args
-        .cache
-        .cache_repo
-        .as_deref()
-        .is_some_and(|r| !r.is_empty());
-    if args.cache.enabled || cache_repo_set {
-        return Some((
-            "the layer cache (--cache, --cache-repo)",
-            "build without --cache for now; kbuild's snapshots make uncached builds fast",
-        ));
-    }
     if args.git.is_some() {
         return Some((
             "--git",
@@ -81,6 +70,8 @@ pub fn request(args: &BuildArgs, log: &LogArgs) -> Result<BuildRequest, Error> {
         build_args::SnapshotMode::Time => SnapshotMode::Time,
     };
     let cache_dir = Some(args.cache.cache_dir.clone()).filter(|d| !d.as_os_str().is_empty());
+    let publish = publish_target(args)?;
+    let cache = cache_options(args, &publish.destinations)?;
     let raw_run_output = log.log_format != LogFormat::Json;
     Ok(BuildRequest {
         context: ContextSpec {
@@ -111,12 +102,44 @@ pub fn request(args: &BuildArgs, log: &LogArgs) -> Result<BuildRequest, Error> {
             args,
             std::env::var("KANIKO_REGISTRY_MIRROR").ok().as_deref(),
         )?,
-        publish: publish_target(args)?,
+        publish,
         skip_push_permission_check: args.output.skip_push_permission_check,
         report: args.kbuild.report.clone(),
         raw_run_output,
         sandbox_helper: None,
+        cache,
     })
+}
+
+/// The layer cache's settings, None when it is off.
+fn cache_options(
+    args: &BuildArgs,
+    destinations: &[crate::registry::Reference],
+) -> Result<Option<build::CacheOptions>, Error> {
+    let cache = &args.cache;
+    if !cache.is_enabled() {
+        return Ok(None);
+    }
+    let repo = match (cache.repo(), destinations.first()) {
+        (Some(value), _) => {
+            crate::cache::CacheRepo::parse(value).map_err(|e| Error::Usage(e.to_string()))?
+        }
+        (None, Some(destination)) => crate::cache::CacheRepo::default_for(destination),
+        (None, None) => {
+            return Err(Error::Usage(
+                "--cache needs somewhere to keep entries: no --cache-repo and no --destination\n\
+                 hint: add --cache-repo=REGISTRY/REPO (or oci:/path), or drop --cache"
+                    .into(),
+            ));
+        }
+    };
+    Ok(Some(build::CacheOptions {
+        repo,
+        ttl: cache.cache_ttl,
+        run_layers: cache.cache_run_layers,
+        copy_layers: cache.cache_copy_layers,
+        push: !args.output.no_push_cache,
+    }))
 }
 
 /// Runs `kbuild build`.
@@ -154,9 +177,13 @@ pub fn failure_notes(
     breakpoint: Option<&crate::tekton::DebugHint>,
 ) -> String {
     let mut notes = format!("\nthe build report is at {}", report.display());
-    if let Some(hint) = breakpoint {
-        notes.push('\n');
-        notes.push_str(&hint.to_string());
+    match breakpoint {
+        Some(hint) => {
+            notes.push('\n');
+            notes.push_str(&hint.to_string());
+        }
+        // Inside a paused Tekton step the hint's lines name the explain command in full.
+        None => notes.push_str("; `kbuild explain` tells why"),
     }
     notes
 }

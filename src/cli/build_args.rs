@@ -163,17 +163,18 @@ pub enum Compression {
 #[derive(Args, Debug, Clone, Default)]
 #[command(next_help_heading = "Cache")]
 pub struct CacheArgs {
-    /// Use the layer cache
+    /// Use the layer cache [default: false; true when --cache-repo names a repository]
     #[arg(long = "cache", require_equals = true, num_args = 0..=1,
-          default_missing_value = "true", default_value_t = false, action = ArgAction::Set,
-          value_name = "BOOL")]
-    pub enabled: bool,
+          default_missing_value = "true", action = ArgAction::Set, value_name = "BOOL")]
+    pub enabled: Option<bool>,
 
-    /// Repository for cache entries, or oci:/path [default: <first destination repository>/cache]
+    /// Repository for cache entries, or oci:/path; an empty value means none [default: <first
+    /// destination repository>/cache]
     #[arg(long, value_name = "REPO")]
     pub cache_repo: Option<String>,
 
-    /// Local directory kept between builds for base image blobs (empty: none)
+    /// Directory kept between builds for base image and cached layers, used when it exists
+    /// (empty: none)
     #[arg(long, default_value = "/cache", value_name = "DIR", value_parser = path_or_empty)]
     pub cache_dir: PathBuf,
 
@@ -335,6 +336,24 @@ pub struct KbuildArgs {
     pub isolation: crate::exec::Isolation,
 }
 
+impl CacheArgs {
+    /// Whether the cache is on: `--cache` as given, else on exactly when `--cache-repo` names a
+    /// repository (an empty `--cache-repo=`, as a Tekton Task passes for an unset param, does
+    /// not). Kaniko ignores `--cache-repo` without `--cache`; kbuild takes a repository given as
+    /// the wish to use it.
+    pub fn is_enabled(&self) -> bool {
+        self.enabled.unwrap_or_else(|| self.repo().is_some())
+    }
+
+    /// `--cache-repo`, None when absent or empty.
+    pub fn repo(&self) -> Option<&str> {
+        self.cache_repo
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+    }
+}
+
 impl BuildArgs {
     /// `--registry-mirror` values followed by those of `KANIKO_REGISTRY_MIRROR`, as Kaniko appends
     /// the variable to the flags. The variable may hold several mirrors separated by commas.
@@ -453,5 +472,23 @@ mod tests {
         );
         assert!(parse_key_value("reg.local").is_err());
         assert!(parse_key_value("=x").is_err());
+    }
+
+    #[test]
+    fn a_cache_repo_turns_the_cache_on_unless_cache_is_false() {
+        let args = |enabled: Option<bool>, repo: Option<&str>| CacheArgs {
+            enabled,
+            cache_repo: repo.map(String::from),
+            ..CacheArgs::default()
+        };
+        assert!(!args(None, None).is_enabled());
+        assert!(
+            !args(None, Some("")).is_enabled(),
+            "Tekton's empty CACHE_REPO"
+        );
+        assert!(args(None, Some("reg/app/cache")).is_enabled());
+        assert!(!args(Some(false), Some("reg/app/cache")).is_enabled());
+        assert!(args(Some(true), None).is_enabled());
+        assert_eq!(args(Some(true), Some(" ")).repo(), None);
     }
 }

@@ -32,6 +32,11 @@ pub struct PulledImage {
     pub config: Vec<u8>,
     /// The platform that was asked for.
     pub platform: Platform,
+    /// Layers that were downloaded; the others were in the blob store already (a persistent
+    /// `--cache-dir`, or an earlier pull of the same build).
+    pub layers_downloaded: usize,
+    /// Bytes of those layers.
+    pub bytes_downloaded: u64,
 }
 
 impl PulledImage {
@@ -146,6 +151,13 @@ async fn pull_from(
         .collect();
     let total: u64 = parsed.layers.iter().map(|l| l.size).sum();
     let missing = blobs.iter().filter(|d| !store.contains(&d.digest)).count();
+    let to_download: Vec<&Descriptor> = parsed
+        .layers
+        .iter()
+        .filter(|d| !store.contains(&d.digest))
+        .collect();
+    let layers_downloaded = to_download.len();
+    let bytes_downloaded = to_download.iter().map(|d| d.size).sum();
     tracing::info!(
         "{asked}: {} layers, {}, {missing} blobs to download",
         parsed.layers.len(),
@@ -178,6 +190,8 @@ async fn pull_from(
         parsed,
         config,
         platform: platform.clone(),
+        layers_downloaded,
+        bytes_downloaded,
     })
 }
 

@@ -101,14 +101,17 @@ async fn push_one(
     store: &BlobStore,
 ) -> Result<PushedDestination, RegistryError> {
     tracing::info!("pushing {destination}");
-    let outcomes: Vec<BlobPush> = stream::iter(image.blobs.iter().map(|digest| async move {
-        client
-            .push_blob(destination, digest, store, mount_sources)
-            .await
-    }))
-    .buffer_unordered(client.options().concurrency.max(1))
-    .try_collect()
-    .await?;
+    // Owned digests: a closure over borrowed ones is not general enough for a push spawned
+    // as a task (the layer cache pushes in the background).
+    let outcomes: Vec<BlobPush> =
+        stream::iter(image.blobs.iter().copied().map(|digest| async move {
+            client
+                .push_blob(destination, &digest, store, mount_sources)
+                .await
+        }))
+        .buffer_unordered(client.options().concurrency.max(1))
+        .try_collect()
+        .await?;
     let digest = client
         .put_manifest(destination, &image.manifest, &image.media_type)
         .await?;

@@ -1,6 +1,7 @@
 //! kbuild's integration tests: one test binary, one module per area, sharing the harness.
 
 mod build;
+mod cache;
 mod cli;
 mod debug;
 mod dockerfile;

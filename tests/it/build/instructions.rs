@@ -73,6 +73,7 @@ fn build_failed_run_hands_on_its_exit_code_and_last_lines() {
     assert!(stderr.contains("returned a non-zero code: 7"), "{stderr}");
     assert!(stderr.contains("  compiler says no"), "{stderr}");
     assert!(stderr.contains("the build report is at"), "{stderr}");
+    assert!(stderr.contains("; `kbuild explain` tells why"), "{stderr}");
 }
 
 #[test]

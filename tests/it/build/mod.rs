@@ -2,7 +2,7 @@
 //! checked by pulling them back and looking at their files, config and history.
 
 mod instructions;
-mod multistage;
+pub(crate) mod multistage;
 mod safety;
 
 use std::path::{Path, PathBuf};

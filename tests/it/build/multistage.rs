@@ -5,7 +5,7 @@ use crate::harness::{kbuild, run, text};
 
 /// The zego-streaming shape: the builder copies the context to /workspace, "compiles" a binary
 /// under it, and modifies a context file in place; the final stage copies both.
-fn seed_context(world: &World) -> std::path::PathBuf {
+pub(crate) fn seed_context(world: &World) -> std::path::PathBuf {
     let ctx = world.context("seed-src");
     write(
         &ctx,
@@ -31,11 +31,13 @@ fn seed_context(world: &World) -> std::path::PathBuf {
 /// Runs the build as a Tekton step would: the context sits on a bind mount at
 /// <tmp>/workspace/source (a mount point, like Tekton's /workspace), the digest goes to a results
 /// directory. The mount lives in a private mount namespace of the test's own (needs root).
-fn build_like_tekton(
+/// `extra` flags are appended (each must be shell-safe).
+pub(crate) fn build_like_tekton(
     world: &World,
     src: &std::path::Path,
     name: &str,
     results: &std::path::Path,
+    extra: &[&str],
 ) -> std::process::Output {
     let workspace = world.dir.path().join("workspace/source");
     std::fs::create_dir_all(&workspace).unwrap();
@@ -45,7 +47,7 @@ fn build_like_tekton(
         "mount --bind '{src}' '{ws}' && exec '{bin}' build \
          --dockerfile=./services/platform/zego-streaming/Dockerfile --context='{ws}/./' \
          --destination={dest} --digest-file='{results}/IMAGE_DIGEST' --build-arg=BASE={base} \
-         --kaniko-dir='{work}' --insecure --insecure-pull --reproducible",
+         --kaniko-dir='{work}' --insecure --insecure-pull --reproducible {extra}",
         src = src.display(),
         ws = workspace.display(),
         bin = kbuild_bin,
@@ -53,6 +55,7 @@ fn build_like_tekton(
         results = results.display(),
         base = world.base(),
         work = world.work_dir().display(),
+        extra = extra.join(" "),
     );
     let mut cmd = std::process::Command::new("unshare");
     cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script])
@@ -67,7 +70,7 @@ fn build_seed_scenario_keeps_compiled_file_and_in_place_change_reproducibly() {
     let world = World::new();
     let src = seed_context(&world);
     let first_results = world.dir.path().join("results-1");
-    let out = build_like_tekton(&world, &src, "zego-streaming-s2:1", &first_results);
+    let out = build_like_tekton(&world, &src, "zego-streaming-s2:1", &first_results, &[]);
     assert_success(&out);
     let image = world.pull("zego-streaming-s2:1");
     assert_eq!(
@@ -85,7 +88,7 @@ fn build_seed_scenario_keeps_compiled_file_and_in_place_change_reproducibly() {
 
     // A second run (same pod, same work dir) gives the same image.
     let second_results = world.dir.path().join("results-2");
-    let out = build_like_tekton(&world, &src, "zego-streaming-s2:2", &second_results);
+    let out = build_like_tekton(&world, &src, "zego-streaming-s2:2", &second_results, &[]);
     assert_success(&out);
     let again = std::fs::read_to_string(second_results.join("IMAGE_DIGEST")).unwrap();
     assert_eq!(
