@@ -6,8 +6,10 @@
 #   bash benches/build.sh        # as root (RUN namespaces); debootstrap needs Debian packages
 #
 # cold: a new work dir and an empty blob store; warm: the same blob store again (--cache-dir), so
-# base layers are not downloaded twice. The Debian base is a debootstrap minbase of bookworm
-# (kept in /var/tmp/kbuild-bench between runs), turned into an image by kbuild itself.
+# base layers are not downloaded twice; cache-*: the same with the layer cache on (cold, warm, and
+# after changing one context file), with a second table of RUNs run, hits and base downloads. The
+# Debian base is a debootstrap minbase of bookworm (kept in /var/tmp/kbuild-bench between runs),
+# turned into an image by kbuild itself.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(dirname "$here")
@@ -51,7 +53,9 @@ build() {
   mkdir -p "$blobs"
   local start end
   start=$(date +%s.%N)
-  "$KBUILD" build --context="$context" --dockerfile="$dockerfile" --destination="$registry/$name" \
+  # An absolute --dockerfile: like Kaniko, kbuild tries a relative one against the working
+  # directory first, where this repository's own Dockerfile would be found.
+  "$KBUILD" build --context="$context" --dockerfile="$context/$dockerfile" --destination="$registry/$name" \
     --kaniko-dir="$work/kaniko-$RANDOM" --cache-dir="$blobs" --report="$work/$name.json" \
     --insecure --insecure-pull --log-format=text -v error "$@" >/dev/null 2>"$work/$name.log" \
     || { cat "$work/$name.log" >&2; exit 1; }
@@ -93,6 +97,23 @@ for round in cold warm; do
   build "debian-$round" "$work/debian-app" Dockerfile "$blobs" --build-arg="BASE=$registry/debian-base"
 done
 
+# The layer cache over the same builds: cold (empty cache repo and blob store), warm (nothing
+# changed), and after changing one context file (the multi-stage example's config: its builder
+# copies the whole context before both RUNs, so both run again; the Debian data file, copied
+# after the first RUN, so only the second runs again).
+cp -r "$repo/examples/multistage" "$work/multistage"
+for round in cache-cold cache-warm cache-changed; do
+  if [ "$round" = cache-changed ]; then
+    echo "bitrate: 6000k" > "$work/multistage/config/streaming.yaml"
+    echo "one more line" >> "$work/debian-app/data.txt"
+  fi
+  cache=(--cache=true --cache-repo="$registry/bench-cache")
+  build "multistage-$round" "$work/multistage" services/platform/zego-streaming/Dockerfile \
+    "$work/blobs-cache" --build-arg="$busybox_base" "${cache[@]}"
+  build "debian-$round" "$work/debian-app" Dockerfile "$work/blobs-cache" \
+    --build-arg="BASE=$registry/debian-base" "${cache[@]}"
+done
+
 echo
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/Mem:/{print $2}') GiB RAM"
 python3 - "$work" <<'PY'
@@ -100,8 +121,8 @@ import json, sys, os
 work = sys.argv[1]
 walls = dict(line.split() for line in open(os.path.join(work, "walls")))
 phases = ["pull", "extract", "run", "snapshot", "copy", "layer", "push"]
-print(f"{'build':<18}{'wall s':>8}" + "".join(f"{p:>15}" for p in phases))
-print(f"{'':<26}" + "".join(f"{'ms / MiB':>15}" for p in phases))
+print(f"{'build':<26}{'wall s':>8}" + "".join(f"{p:>15}" for p in phases))
+print(f"{'':<34}" + "".join(f"{'ms / MiB':>15}" for p in phases))
 for name, wall in walls.items():
     report = json.load(open(os.path.join(work, name + ".json")))
     stats = {p["name"]: p for p in report.get("phases", [])}
@@ -109,5 +130,16 @@ for name, wall in walls.items():
     for p in phases:
         s = stats.get(p)
         cells.append(f"{s['ms']:>8} / {s['peak_rss_kb'] / 1024:>4.0f}" if s else f"{'-':>15}")
-    print(f"{name:<18}{wall:>8}" + "".join(f"{c:>15}" for c in cells))
+    print(f"{name:<26}{wall:>8}" + "".join(f"{c:>15}" for c in cells))
+print()
+print(f"{'build':<26}{'RUNs run':>9}{'cache hits':>12}{'misses':>8}{'base layers downloaded':>24}")
+for name in walls:
+    report = json.load(open(os.path.join(work, name + ".json")))
+    runs = sum(1 for st in report["stages"] for i in st["instructions"]
+               if i["text"].startswith("RUN") and i.get("exit_code") is not None
+               and (i.get("cache") or {}).get("status") != "hit")
+    summary = report.get("cache_summary") or {}
+    base = report.get("base_layers") or {}
+    print(f"{name:<26}{runs:>9}{summary.get('hits', '-'):>12}{summary.get('misses', '-'):>8}"
+          f"{base.get('downloaded', '-'):>24}")
 PY
