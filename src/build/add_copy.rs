@@ -2,7 +2,6 @@
 //! an image, downloaded URLs), `--chown` and `--chmod`, and the changes they record. The copying
 //! itself, with Docker's rules, is [`super::copy`]; a plan made while keying is reused here.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::dockerfile::Dockerfile;
@@ -16,15 +15,13 @@ use super::instructions::{
     current_workdir, fs_err, instruction_err, not_supported, read_rootfs_file, record,
 };
 use super::keys::Prepared;
-use super::stage::{Finished, StageState};
+use super::stage::StageState;
 
 /// Runs a COPY.
 pub(super) fn copy<'a>(
     state: &mut StageState<'a>,
     c: &Copy,
     location: &str,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
     prepared: Prepared<'a>,
 ) -> Result<Changes, BuildError> {
     if c.parents || !c.exclude.is_empty() {
@@ -32,10 +29,7 @@ pub(super) fn copy<'a>(
     }
     let (tree, plan) = match prepared.copy {
         Some((tree, plan)) => (tree, Some(plan)),
-        None => (
-            source_tree(state, c.from.as_deref(), location, images, finished)?,
-            None,
-        ),
+        None => (source_tree(state, c.from.as_deref(), location)?, None),
     };
     let sources = CopySources {
         tree: &tree,
@@ -74,8 +68,6 @@ pub(super) fn source_tree<'a>(
     state: &StageState<'a>,
     from: Option<&str>,
     location: &str,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
 ) -> Result<SourceTree<'a>, BuildError> {
     let exec = state.exec;
     let Some(from) = from else {
@@ -84,7 +76,7 @@ pub(super) fn source_tree<'a>(
     let stage = stage_index(exec.dockerfile, from, state.index);
     let (dir, name) = match stage {
         Some(i) => {
-            let done = finished.get(&i).ok_or_else(|| {
+            let done = exec.board.finished(i).ok_or_else(|| {
                 instruction_err(location, format!("stage {from} has not been built"))
             })?;
             (done.rootfs.clone(), format!("stage {from}"))
@@ -95,10 +87,7 @@ pub(super) fn source_tree<'a>(
                 .next()
                 .and_then(|l| l.parse().ok())
                 .unwrap_or(0);
-            (
-                exec.image_rootfs(from, line, images)?,
-                format!("image {from}"),
-            )
+            (exec.image_rootfs(from, line)?, format!("image {from}"))
         }
     };
     Ok(SourceTree {

@@ -2,7 +2,6 @@
 //! stage) with the key its cache chain starts from, images pulled for `COPY --from`, and the
 //! check, right after a producer stage, that every path later stages copy from it exists.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::cache::ParentKind;
@@ -35,7 +34,6 @@ impl Executor<'_> {
         &self,
         index: usize,
         rootfs: &Path,
-        finished: &BTreeMap<usize, Finished>,
     ) -> Result<PreparedBase, BuildError> {
         let planned = &self.plan.stages[index];
         match &planned.base {
@@ -48,12 +46,13 @@ impl Executor<'_> {
                 chain_missed: false,
             }),
             Base::Stage(parent) => {
-                let parent_done = finished
-                    .get(parent)
-                    .ok_or_else(|| BuildError::Instruction {
-                        location: self.location(planned.line),
-                        message: format!("stage {parent} must be built before stage {index}"),
-                    })?;
+                let parent_done =
+                    self.board
+                        .finished(*parent)
+                        .ok_or_else(|| BuildError::Instruction {
+                            location: self.location(planned.line),
+                            message: format!("stage {parent} must be built before stage {index}"),
+                        })?;
                 self.apply_layers(rootfs, &parent_done.layers, planned.line)?;
                 Ok(PreparedBase {
                     builder: parent_done.builder.clone(),
@@ -146,12 +145,9 @@ impl Executor<'_> {
     }
 
     /// The rootfs of an external image used by `COPY --from`, pulled and extracted once.
-    pub fn image_rootfs(
-        &self,
-        image: &str,
-        line: usize,
-        images: &mut BTreeMap<String, PathBuf>,
-    ) -> Result<PathBuf, BuildError> {
+    pub fn image_rootfs(&self, image: &str, line: usize) -> Result<PathBuf, BuildError> {
+        // Held through the pull, so two stages copying from one image pull it once.
+        let mut images = self.images.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(dir) = images.get(image) {
             return Ok(dir.clone());
         }

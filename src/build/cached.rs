@@ -90,12 +90,8 @@ pub(super) fn apply_hit(
     };
     let created = Some(exec.created());
     let Some(layer) = &entry.layer else {
-        state.builder.add_empty_history(&created_by);
-        if let Some(h) = state.builder.config_mut().history.last_mut() {
-            h.created = created;
-        }
         tracing::info!("{location}: cache hit, no layer");
-        return Ok(None);
+        return exec.add_empty_history(state, &created_by, location);
     };
     let digest = layer.descriptor.digest;
     let file = exec.store.open_blob(&digest).map_err(RegistryError::from)?;
@@ -175,6 +171,9 @@ pub(super) fn store_miss(
     report: &mut CacheReport,
 ) {
     report.entry = Some(cache.background.store().repo().entry_name(&key.key));
+    // The empty tar of `--force-build-metadata` is stored as "no layer", so one entry serves
+    // builds with and without the flag (a hit without a layer writes the empty tar again).
+    let layer = layer.filter(|info| info.entries > 0);
     if !cache.push {
         report.push = Some("skipped".into());
         return;

@@ -1,7 +1,6 @@
 //! What each Dockerfile instruction does to a stage: the image config for metadata instructions,
 //! the rootfs (and so a layer) for RUN, COPY, ADD and WORKDIR. Instructions arrive expanded.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::context::dockerignore::clean;
@@ -13,7 +12,7 @@ use crate::image::config::Healthcheck as ConfigHealthcheck;
 
 use super::add_copy;
 use super::keys::Prepared;
-use super::stage::{Finished, StageState};
+use super::stage::StageState;
 use super::{BuildError, glob};
 
 /// What an instruction produced.
@@ -71,8 +70,6 @@ pub(super) fn execute<'a>(
     state: &mut StageState<'a>,
     instruction: &Instruction,
     location: &str,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
     prepared: Prepared<'a>,
 ) -> Result<Outcome, BuildError> {
     let created_by = instruction.to_string();
@@ -195,7 +192,7 @@ pub(super) fn execute<'a>(
         }
         Instruction::Workdir(path) => workdir(state, path, location, created_by),
         Instruction::Run(run) => run_instruction(state, run, location),
-        Instruction::Copy(c) => add_copy::copy(state, c, location, images, finished, prepared)
+        Instruction::Copy(c) => add_copy::copy(state, c, location, prepared)
             .map(|changes| changes_outcome(changes, created_by)),
         Instruction::Add(a) => add_copy::add(state, a, location, prepared)
             .map(|changes| changes_outcome(changes, created_by)),

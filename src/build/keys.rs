@@ -24,7 +24,6 @@
 //! ignored paths): a layer written with other settings has other bytes, so reusing it would
 //! make a warm image differ from a cold one.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use crate::cache::{ParentKind, Part, Preimage};
@@ -37,7 +36,7 @@ use crate::plan::BuildEnv;
 use super::add_copy::source_tree;
 use super::copy::{self, CopyPlan, SourceTree};
 use super::instructions::current_workdir;
-use super::stage::{Finished, StageState};
+use super::stage::StageState;
 
 /// One instruction of a stage, owned: ONBUILD triggers of a base image are parsed at run time.
 pub(super) struct StageStep {
@@ -119,8 +118,6 @@ pub(super) fn stage_keys<'a>(
     steps: &[StageStep],
     parent: (ParentKind, String),
     options: &KeyOptions,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
 ) -> (Vec<StepKey>, Vec<Prepared<'a>>) {
     let mut env = state.env.clone();
     let mut workdir = current_workdir(state);
@@ -164,7 +161,7 @@ pub(super) fn stage_keys<'a>(
                 on_if(options.run_layers)
             }
             Instruction::Copy(c) => {
-                let found = copy_parts(state, c, &step.location, &workdir, images, finished);
+                let found = copy_parts(state, c, &step.location, &workdir);
                 let Some((parts, tree, plan)) = found else {
                     break;
                 };
@@ -244,10 +241,8 @@ fn copy_parts<'a>(
     c: &Copy,
     location: &str,
     workdir: &str,
-    images: &mut BTreeMap<String, PathBuf>,
-    finished: &BTreeMap<usize, Finished>,
 ) -> Option<(Vec<Part>, SourceTree<'a>, CopyPlan)> {
-    let tree = source_tree(state, c.from.as_deref(), location, images, finished).ok()?;
+    let tree = source_tree(state, c.from.as_deref(), location).ok()?;
     let mut parts = options(&[
         ("from", c.from.clone()),
         ("chown", c.chown.clone()),

@@ -13,8 +13,9 @@
 //! ones are looked up at once, a hit is applied from its entry and a miss runs and stores its
 //! entry in the background ([`cached`]); a warm build gives the same image as a cold one.
 //!
-//! Left out here (see the README's flag table): building independent stages in parallel (stages
-//! build one after another, in Dockerfile order) and ADD from git.
+//! Stages that do not depend on each other build at the same time ([`schedule`]).
+//!
+//! Left out here (see the README's flag table): ADD from git.
 
 mod add_copy;
 mod base;
@@ -26,6 +27,7 @@ mod instructions;
 mod keys;
 pub mod phases;
 pub mod report;
+mod schedule;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -63,6 +65,11 @@ pub struct BuildRequest {
     pub ignore: IgnoreList,
     pub layer: LayerOptions,
     pub single_snapshot: bool,
+    /// `--force-build-metadata`: a layer (an empty tar when nothing changed) for every
+    /// instruction, metadata ones included.
+    pub force_build_metadata: bool,
+    /// How many stages may build at once; 0 is one per core, 1 builds them one after another.
+    pub max_parallel_stages: usize,
     pub isolation: Isolation,
     /// `--reproducible`: also fixes the config's `created` and history times.
     pub reproducible: bool,
@@ -257,7 +264,7 @@ pub async fn build(request: BuildRequest) -> Result<BuildOutcome, BuildError> {
     let work_path = work.path().to_path_buf();
     let report_path = report_location(request.report.as_deref(), &root);
     let mut report = Report::new(&request);
-    let result = build_in(&request, &work_path, &mut report).await;
+    let result = build_in(&request, &work_path, &mut report, started).await;
     report.finish(&result, started.elapsed());
     if let Err(e) = report.write(&report_path) {
         tracing::warn!(
@@ -309,6 +316,7 @@ async fn build_in(
     request: &BuildRequest,
     work: &Path,
     report: &mut Report,
+    started: Instant,
 ) -> Result<crate::digest::Digest, BuildError> {
     let context = BuildContext::open(&request.context)?;
     let text =
@@ -394,6 +402,9 @@ async fn build_in(
             store: store_dir.display().to_string(),
             ..report::BaseLayers::default()
         }),
+        images: std::sync::Mutex::new(BTreeMap::new()),
+        board: schedule::Board::default(),
+        started,
     };
     let outcome = tokio::task::block_in_place(|| executor.run_stages());
     report.stages = outcome.stages;

@@ -186,6 +186,13 @@ pub struct StageReport {
     pub final_key: Option<String>,
     pub instructions: Vec<InstructionReport>,
     pub duration_ms: u64,
+    /// When the stage started and ended, in milliseconds since the build started: stages that
+    /// overlap built in parallel.
+    pub start_ms: u64,
+    pub end_ms: u64,
+    /// The stage stopped before its next instruction because another stage failed.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
 }
 
 /// One instruction.
@@ -233,6 +240,9 @@ impl StageReport {
             final_key: None,
             instructions: Vec::new(),
             duration_ms: 0,
+            start_ms: 0,
+            end_ms: 0,
+            stopped: false,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Building the stages of a plan, one after another, each in its own rootfs directory.
+//! Building one stage of a plan in its own rootfs directory ([`super::schedule`] decides when).
 //!
 //! A stage's instructions are keyed up front when the cache is on ([`super::keys`]), every probe
 //! is started at once, and then the instructions run in order: a hit is applied from its entry
@@ -44,6 +44,12 @@ pub(super) struct Executor<'a> {
     pub cache: Option<&'a CacheContext>,
     /// Base image layers downloaded or found in the store, over the whole build.
     pub base_layers: Mutex<BaseLayers>,
+    /// External images `COPY --from` reads, pulled once per build: image -> rootfs.
+    pub images: Mutex<BTreeMap<String, PathBuf>>,
+    /// The stages' progress (see [`super::schedule`]).
+    pub board: super::schedule::Board,
+    /// When the build started: the report's stage times count from here.
+    pub started: Instant,
 }
 
 /// One instruction's line in a stage's history, for the cross-stage check's messages.
@@ -123,56 +129,27 @@ impl Executor<'_> {
             .collect()
     }
 
-    /// Builds every selected stage and returns the target's image.
-    pub fn run_stages(&self) -> StagesOutcome {
-        let mut finished: BTreeMap<usize, Finished> = BTreeMap::new();
-        let mut reports = Vec::new();
-        let mut found = Vec::new();
-        let mut images: BTreeMap<String, PathBuf> = BTreeMap::new();
-        let outcome = |image, stages, found| StagesOutcome {
-            image,
-            stages,
-            found,
-        };
-        for index in self.selected() {
-            let stage = &self.plan.stages[index];
-            tracing::info!(
-                "building stage {} ({}) from {}",
-                index,
-                stage.display_name(),
-                stage.from
-            );
-            let (result, report) = self.build_stage(index, &finished, &mut images);
-            reports.push(report);
-            match result {
-                Ok(done) => {
-                    match self.check_cross_stage(index, &done) {
-                        Ok(f) => found.extend(f),
-                        Err(e) => return outcome(Err(e), reports, found),
-                    }
-                    finished.insert(index, done);
-                }
-                Err(e) => return outcome(Err(e), reports, found),
-            }
-        }
+    /// The image of the target stage, with `--label`s and the build's `created` time.
+    pub(super) fn final_image(
+        &self,
+        done: Option<std::sync::Arc<Finished>>,
+    ) -> Result<BuiltImage, BuildError> {
         let target = self.plan.target;
-        let Some(done) = finished.remove(&target) else {
-            let err = BuildError::Instruction {
-                location: self.dockerfile.file.clone(),
-                message: format!("target stage {target} was not built"),
-            };
-            return outcome(Err(err), reports, found);
-        };
-        let mut builder = done.builder;
+        let done = done.ok_or_else(|| BuildError::Instruction {
+            location: self.dockerfile.file.clone(),
+            message: format!("target stage {target} was not built"),
+        })?;
+        let mut builder = std::sync::Arc::try_unwrap(done)
+            .map(|d| d.builder)
+            .unwrap_or_else(|shared| shared.builder.clone());
         if !self.request.labels.is_empty() {
             let labels = builder.config_mut().config.labels.get_or_insert_default();
             for (k, v) in &self.request.labels {
                 labels.insert(k.clone(), v.clone());
             }
         }
-        let created = self.created();
-        builder.config_mut().created = Some(created);
-        outcome(builder.build().map_err(BuildError::from), reports, found)
+        builder.config_mut().created = Some(self.created());
+        builder.build().map_err(BuildError::from)
     }
 
     /// The `created` time of configs and history entries: the epoch (or SOURCE_DATE_EPOCH) under
@@ -207,12 +184,7 @@ impl Executor<'_> {
     }
 
     /// Builds one stage; its report comes back whether it succeeded or not.
-    fn build_stage(
-        &self,
-        index: usize,
-        finished: &BTreeMap<usize, Finished>,
-        images: &mut BTreeMap<String, PathBuf>,
-    ) -> (Result<Finished, BuildError>, StageReport) {
+    pub(super) fn build_stage(&self, index: usize) -> (Result<Finished, BuildError>, StageReport) {
         let planned = &self.plan.stages[index];
         let mut report = StageReport::new(index, planned.display_name(), planned.from.clone());
         let started = Instant::now();
@@ -231,7 +203,7 @@ impl Executor<'_> {
                 report,
             );
         }
-        let base = match self.prepare_base(index, &rootfs, finished) {
+        let base = match self.prepare_base(index, &rootfs) {
             Ok(base) => base,
             Err(e) => return fail(e, report),
         };
@@ -294,14 +266,9 @@ impl Executor<'_> {
             Err(e) => return fail(e, state.report),
         };
         let (keys, prepared) = match (self.cache, &base.parent) {
-            (Some(cache), Some(parent)) => keys::stage_keys(
-                &state,
-                &steps,
-                parent.clone(),
-                &cache.options,
-                images,
-                finished,
-            ),
+            (Some(cache), Some(parent)) => {
+                keys::stage_keys(&state, &steps, parent.clone(), &cache.options)
+            }
             _ => (Vec::new(), Vec::new()),
         };
         let mut probes: Vec<Option<PendingProbe>> = keys
@@ -313,10 +280,17 @@ impl Executor<'_> {
             .collect();
         let mut prepared = prepared.into_iter();
         for (i, step) in steps.iter().enumerate() {
+            if self.board.stopping() {
+                state.report.stopped = true;
+                let err = BuildError::Instruction {
+                    location: step.location.clone(),
+                    message: "stopped: another stage failed".into(),
+                };
+                return fail(err, state.report);
+            }
             let probe = probes.get_mut(i).and_then(Option::take);
             let work = prepared.next().unwrap_or_default();
-            let result =
-                self.run_step(&mut state, step, keys.get(i), probe, work, images, finished);
+            let result = self.run_step(&mut state, step, keys.get(i), probe, work);
             if let Err(e) = result {
                 return fail(e, state.report);
             }
@@ -397,7 +371,6 @@ impl Executor<'_> {
         Ok(steps)
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn run_step<'a>(
         &self,
         state: &mut StageState<'a>,
@@ -405,8 +378,6 @@ impl Executor<'_> {
         key: Option<&StepKey>,
         probe: Option<PendingProbe>,
         prepared: Prepared<'a>,
-        images: &mut BTreeMap<String, PathBuf>,
-        finished: &BTreeMap<usize, Finished>,
     ) -> Result<(), BuildError> {
         let started = Instant::now();
         let location = step.location.as_str();
@@ -489,19 +460,19 @@ impl Executor<'_> {
             })?;
             state.index_stale = false;
         }
-        let outcome = instr::execute(state, &expanded, location, images, finished, prepared)?;
+        let outcome = instr::execute(state, &expanded, location, prepared)?;
         match outcome {
             Outcome::Config { created_by } => {
-                state.builder.add_empty_history(&created_by);
-                if let Some(h) = state.builder.config_mut().history.last_mut() {
-                    h.created = Some(self.created());
-                }
+                let layer = self.add_empty_history(state, &created_by, location)?;
                 state.history.push(HistoryEntry {
                     what: format!("{location}: {expanded}"),
-                    layer: "no layer".into(),
+                    layer: layer
+                        .as_ref()
+                        .map_or("no layer".into(), |l| l.digest.to_string()),
                     paths: Some(Vec::new()),
                     hit: false,
                 });
+                entry.layer = layer;
             }
             Outcome::Changes {
                 changes,
@@ -546,25 +517,60 @@ impl Executor<'_> {
         location: &str,
     ) -> Result<Option<crate::fs::LayerInfo>, BuildError> {
         if changes.is_empty() {
-            self.add_empty_history(state, created_by);
-            return Ok(None);
+            return self.add_empty_history(state, created_by, location);
         }
         self.write_stage_layer(state, changes, created_by, location)
     }
 
-    /// An empty-layer history entry, dated as every other one.
-    fn add_empty_history(&self, state: &mut StageState, created_by: &str) {
+    /// The history entry of a step that changed no file, dated as every other one: an
+    /// empty-layer entry, or with `--force-build-metadata` (as Kaniko) a layer holding an empty
+    /// tar, so every instruction has a layer of its own.
+    pub(super) fn add_empty_history(
+        &self,
+        state: &mut StageState,
+        created_by: &str,
+        location: &str,
+    ) -> Result<Option<crate::fs::LayerInfo>, BuildError> {
+        if self.request.force_build_metadata {
+            let options = crate::fs::LayerOptions {
+                allow_empty: true,
+                ..self.request.layer
+            };
+            let layer = self.layer_with(state, &Changes::new(), &options, created_by, location)?;
+            if layer.is_some() {
+                return Ok(layer);
+            }
+        }
         state.builder.add_empty_history(created_by);
         if let Some(h) = state.builder.config_mut().history.last_mut() {
             h.created = Some(self.created());
         }
+        Ok(None)
     }
 
-    /// Writes `changes` as a layer into the store and adds it to the stage's image.
+    /// Writes `changes` as a layer into the store and adds it to the stage's image; nothing to
+    /// write gives the step's empty history entry instead.
     pub fn write_stage_layer(
         &self,
         state: &mut StageState,
         changes: &Changes,
+        created_by: &str,
+        location: &str,
+    ) -> Result<Option<crate::fs::LayerInfo>, BuildError> {
+        match self.layer_with(state, changes, &self.request.layer, created_by, location)? {
+            Some(info) => Ok(Some(info)),
+            // Dated like every other empty-layer entry, so a cache hit of this (empty) step
+            // writes the same history.
+            None => self.add_empty_history(state, created_by, location),
+        }
+    }
+
+    /// Writes `changes` as a layer with `options`; None when there was nothing to write.
+    fn layer_with(
+        &self,
+        state: &mut StageState,
+        changes: &Changes,
+        options: &crate::fs::LayerOptions,
         created_by: &str,
         location: &str,
     ) -> Result<Option<crate::fs::LayerInfo>, BuildError> {
@@ -576,13 +582,10 @@ impl Executor<'_> {
         let info = self
             .phases
             .time("layer", || {
-                crate::fs::write_layer(&state.root, changes, &self.request.layer, &mut writer)
+                crate::fs::write_layer(&state.root, changes, options, &mut writer)
             })
             .map_err(fs_err)?;
         let Some(info) = info else {
-            // Dated like every other empty-layer entry, so a cache hit of this (empty) step
-            // writes the same history.
-            self.add_empty_history(state, created_by);
             return Ok(None);
         };
         let (digest, size) = writer.commit().map_err(RegistryError::from)?;

@@ -20,12 +20,6 @@ fn unsupported(args: &BuildArgs) -> Option<(&'static str, &'static str)> {
             "check the repository out into the context directory",
         ));
     }
-    if args.output.force_build_metadata {
-        return Some((
-            "--force-build-metadata",
-            "metadata instructions get history entries without layers",
-        ));
-    }
     if args.snapshot.image_fs_extract_retry > 0 {
         return Some((
             "--image-fs-extract-retry",
@@ -96,7 +90,9 @@ pub fn request(args: &BuildArgs, log: &LogArgs) -> Result<BuildRequest, Error> {
             ..LayerOptions::default()
         },
         single_snapshot: args.snapshot.single_snapshot,
+        force_build_metadata: args.output.force_build_metadata,
         isolation: args.kbuild.isolation,
+        max_parallel_stages: args.kbuild.max_parallel_stages,
         reproducible: args.output.reproducible,
         registry: registry_options(
             args,

@@ -334,6 +334,10 @@ pub struct KbuildArgs {
     /// user-namespace or chroot
     #[arg(long, value_enum, default_value = "auto", hide_possible_values = true)]
     pub isolation: crate::exec::Isolation,
+
+    /// How many independent stages build at once; 0: one per core, 1: one after another
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_parallel_stages: usize,
 }
 
 impl CacheArgs {

@@ -3,6 +3,8 @@
 
 mod instructions;
 pub(crate) mod multistage;
+mod outputs;
+mod parallel;
 mod safety;
 
 use std::path::{Path, PathBuf};
