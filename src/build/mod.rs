@@ -318,7 +318,9 @@ async fn build_in(
     report: &mut Report,
     started: Instant,
 ) -> Result<crate::digest::Digest, BuildError> {
-    let context = BuildContext::open(&request.context)?;
+    let unpack_dir = work.join("context");
+    let context =
+        tokio::task::block_in_place(|| BuildContext::open(&request.context, &unpack_dir))?;
     let text =
         std::fs::read_to_string(&context.dockerfile).map_err(|source| ContextError::Read {
             path: context.dockerfile.clone(),

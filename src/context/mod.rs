@@ -1,9 +1,12 @@
 //! The build context: where `--context`, `--context-sub-path` and `--dockerfile` point, and which
 //! context files `.dockerignore` hides from COPY and ADD.
 //!
-//! A context is a local directory (`/path`, `dir:///path`). Other Kaniko schemes (`tar://`,
-//! `git://`, `gs://`, `s3://`, `https://`) are recognised and refused with a clear message until
-//! they are supported, rather than being mistaken for directory names.
+//! A context is a local directory (`/path`, `dir:///path`) or, as Kaniko's `tar://`, a tar archive
+//! (gzip, zstd or plain) in a file or on standard input (`tar://stdin`), unpacked into the build's
+//! work directory by the fs engine's contained extraction, so an entry can never land outside it.
+//! Other Kaniko schemes (`git://`, `gs://`, `s3://`, `https://`) are recognised and refused with
+//! a clear message until they are supported, rather than being mistaken for directory names.
+//! Left out: an archive's `.wh.` entries are read as layer whiteouts, not as files.
 //!
 //! The Dockerfile is found the way Kaniko finds it, so Task args keep working: the path as given
 //! (absolute, or relative to the working directory) when it exists, else relative to the context.
@@ -64,14 +67,42 @@ pub enum ContextError {
         #[source]
         source: std::io::Error,
     },
+    #[error("context {context}: {source}\nhint: {hint}")]
+    Archive {
+        context: String,
+        #[source]
+        source: crate::fs::FsError,
+        hint: &'static str,
+    },
     #[error(transparent)]
     Pattern(#[from] PatternError),
 }
 
+/// Where a `--context` value points.
+#[derive(Debug)]
+enum Source {
+    Dir(PathBuf),
+    /// `tar://PATH`
+    TarFile(PathBuf),
+    /// `tar://stdin`
+    TarStdin,
+}
+
 impl BuildContext {
-    /// Resolves the context directory, the Dockerfile and the ignore rules.
-    pub fn open(spec: &ContextSpec) -> Result<BuildContext, ContextError> {
-        let dir = context_dir(&spec.context)?;
+    /// Resolves the context directory, the Dockerfile and the ignore rules. A `tar://` context
+    /// is unpacked into `unpack_dir` (created; it should be empty) first.
+    pub fn open(spec: &ContextSpec, unpack_dir: &Path) -> Result<BuildContext, ContextError> {
+        let dir = match context_source(&spec.context)? {
+            Source::Dir(dir) => dir,
+            Source::TarFile(path) => {
+                let file = std::fs::File::open(&path).map_err(|source| ContextError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                unpack(&spec.context, file, unpack_dir)?
+            }
+            Source::TarStdin => unpack(&spec.context, std::io::stdin().lock(), unpack_dir)?,
+        };
         let root = match &spec.sub_path {
             Some(sub) if !sub.is_empty() => dir.join(sub.trim_start_matches('/')),
             _ => dir,
@@ -103,10 +134,16 @@ impl BuildContext {
     }
 }
 
-/// The directory a `--context` value names.
-fn context_dir(context: &str) -> Result<PathBuf, ContextError> {
+/// What a `--context` value names.
+fn context_source(context: &str) -> Result<Source, ContextError> {
     if let Some(path) = context.strip_prefix("dir://") {
-        return Ok(PathBuf::from(path));
+        return Ok(Source::Dir(PathBuf::from(path)));
+    }
+    if let Some(path) = context.strip_prefix("tar://") {
+        return Ok(match path {
+            "stdin" => Source::TarStdin,
+            _ => Source::TarFile(PathBuf::from(path)),
+        });
     }
     if let Some((scheme, _)) = context.split_once("://") {
         return Err(ContextError::UnsupportedScheme {
@@ -114,7 +151,28 @@ fn context_dir(context: &str) -> Result<PathBuf, ContextError> {
             scheme: scheme.to_string(),
         });
     }
-    Ok(PathBuf::from(context))
+    Ok(Source::Dir(PathBuf::from(context)))
+}
+
+/// Unpacks a context archive into `dir`, every entry kept inside it.
+fn unpack(context: &str, archive: impl std::io::Read, dir: &Path) -> Result<PathBuf, ContextError> {
+    let err = |source| ContextError::Archive {
+        context: context.to_string(),
+        source,
+        hint: "the archive must be a tar (gzip, zstd or uncompressed) whose paths stay inside it",
+    };
+    std::fs::create_dir_all(dir).map_err(|source| ContextError::Read {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let root = crate::fs::Root::open(dir).map_err(err)?;
+    let report = crate::fs::extract_layer(&root, context, archive).map_err(err)?;
+    tracing::info!(
+        "unpacked context {context}: {} files, {} bytes",
+        report.files,
+        report.bytes
+    );
+    Ok(dir.to_path_buf())
 }
 
 fn absolute(path: &Path) -> Result<PathBuf, ContextError> {
@@ -169,6 +227,75 @@ fn read_ignore(
 mod tests {
     use super::*;
 
+    /// Where a directory context would be unpacked if it were an archive (it is not).
+    fn unused(dir: &tempfile::TempDir) -> PathBuf {
+        dir.path().join("unpack")
+    }
+
+    /// A gzipped tar holding `entries` (path, content), paths written into the header as
+    /// given, `..` included.
+    fn tar_gz(entries: &[(&str, &str)]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            Vec::new(),
+            flate2::Compression::default(),
+        ));
+        for (path, content) in entries {
+            let mut header = tar::Header::new_old();
+            header.as_old_mut().name[..path.len()].copy_from_slice(path.as_bytes());
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_cksum();
+            builder.append(&header, content.as_bytes()).unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap()
+    }
+
+    #[test]
+    fn tar_context_is_unpacked_and_used_as_the_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("ctx.tar.gz");
+        std::fs::write(
+            &archive,
+            tar_gz(&[
+                ("app.Dockerfile", "FROM scratch\n"),
+                ("app/main.go", "package main\n"),
+            ]),
+        )
+        .unwrap();
+        // Not "Dockerfile": a relative --dockerfile is tried in the working directory first, and
+        // the repository, where tests run, has one.
+        let mut s = spec(dir.path(), "app.Dockerfile");
+        s.context = format!("tar://{}", archive.display());
+        let unpack = dir.path().join("work/context");
+        let ctx = BuildContext::open(&s, &unpack).unwrap();
+        assert_eq!(ctx.root, unpack);
+        assert_eq!(ctx.dockerfile, unpack.join("app.Dockerfile"));
+        assert_eq!(
+            std::fs::read_to_string(unpack.join("app/main.go")).unwrap(),
+            "package main\n"
+        );
+    }
+
+    #[test]
+    fn tar_context_entry_outside_the_archive_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("evil.tar.gz");
+        std::fs::write(
+            &archive,
+            tar_gz(&[("Dockerfile", "FROM scratch\n"), ("../escaped", "x")]),
+        )
+        .unwrap();
+        let mut s = spec(dir.path(), "Dockerfile");
+        s.context = format!("tar://{}", archive.display());
+        let unpack = dir.path().join("work/context");
+        let err = BuildContext::open(&s, &unpack).unwrap_err().to_string();
+        assert!(err.contains("../escaped"), "{err}");
+        assert!(err.contains("hint: the archive must be a tar"), "{err}");
+        assert!(!dir.path().join("work/escaped").exists());
+        assert!(!dir.path().join("escaped").exists());
+    }
+
     fn spec(context: &Path, dockerfile: &str) -> ContextSpec {
         ContextSpec {
             context: context.display().to_string(),
@@ -182,12 +309,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("svc")).unwrap();
         std::fs::write(dir.path().join("svc/Dockerfile"), "FROM scratch\n").unwrap();
-        let ctx = BuildContext::open(&spec(dir.path(), "svc/Dockerfile")).unwrap();
+        let ctx = BuildContext::open(&spec(dir.path(), "svc/Dockerfile"), &unused(&dir)).unwrap();
         assert_eq!(ctx.dockerfile, dir.path().join("svc/Dockerfile"));
         let abs = dir.path().join("svc/Dockerfile");
-        let ctx = BuildContext::open(&spec(dir.path(), abs.to_str().unwrap())).unwrap();
+        let ctx =
+            BuildContext::open(&spec(dir.path(), abs.to_str().unwrap()), &unused(&dir)).unwrap();
         assert_eq!(ctx.dockerfile, abs);
-        let err = BuildContext::open(&spec(dir.path(), "nope/Dockerfile")).unwrap_err();
+        let err =
+            BuildContext::open(&spec(dir.path(), "nope/Dockerfile"), &unused(&dir)).unwrap_err();
         assert!(
             err.to_string().contains("hint: provide a valid path"),
             "{err}"
@@ -202,16 +331,20 @@ mod tests {
         let mut s = spec(dir.path(), "Dockerfile");
         s.context = format!("dir://{}", dir.path().display());
         s.sub_path = Some("app".into());
-        let ctx = BuildContext::open(&s).unwrap();
+        let ctx = BuildContext::open(&s, &unused(&dir)).unwrap();
         assert_eq!(ctx.root, dir.path().join("app"));
         s.sub_path = Some("missing".into());
-        let err = BuildContext::open(&s).unwrap_err().to_string();
+        let err = BuildContext::open(&s, &unused(&dir))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("--context-sub-path is relative"), "{err}");
     }
 
     #[test]
     fn other_schemes_are_refused_clearly() {
-        let err = context_dir("git://github.com/x/y").unwrap_err().to_string();
+        let err = context_source("git://github.com/x/y")
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("the git:// scheme is not supported yet"),
             "{err}"
@@ -227,10 +360,10 @@ mod tests {
         let dockerfile = dockerfile.to_str().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
         std::fs::write(dir.path().join(".dockerignore"), "*.log\n").unwrap();
-        let ctx = BuildContext::open(&spec(dir.path(), dockerfile)).unwrap();
+        let ctx = BuildContext::open(&spec(dir.path(), dockerfile), &unused(&dir)).unwrap();
         assert!(ctx.is_excluded("a.log") && !ctx.is_excluded("a.tmp"));
         std::fs::write(dir.path().join("Dockerfile.dockerignore"), "*.tmp\n").unwrap();
-        let ctx = BuildContext::open(&spec(dir.path(), dockerfile)).unwrap();
+        let ctx = BuildContext::open(&spec(dir.path(), dockerfile), &unused(&dir)).unwrap();
         assert!(!ctx.is_excluded("a.log") && ctx.is_excluded("a.tmp"));
         assert_eq!(
             ctx.ignore_file,

@@ -196,9 +196,10 @@ impl<R: Read> TarReader<R> {
                     .unwrap_or_default(),
             };
             let result = (|| {
-                let mut uid = header.uid()?;
-                let mut gid = header.gid()?;
-                let mut mtime = header.mtime()? as i64;
+                let old = header.as_old();
+                let mut uid = numeric(&old.uid, || header.uid())?;
+                let mut gid = numeric(&old.gid, || header.gid())?;
+                let mut mtime = numeric(&old.mtime, || header.mtime())? as i64;
                 let mut mtime_nsec = 0u32;
                 let mut xattrs = Vec::new();
                 if let Some(pax) = &pax {
@@ -261,7 +262,7 @@ impl<R: Read> TarReader<R> {
                     path: path.clone(),
                     link: link.clone(),
                     kind,
-                    mode: header.mode()? & 0o7777,
+                    mode: numeric(&old.mode, || header.mode().map(u64::from))? as u32 & 0o7777,
                     uid: id(uid, "uid")?,
                     gid: id(gid, "gid")?,
                     size,
@@ -366,6 +367,15 @@ impl<R: Read> Read for EntryData<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.0.read_entry_data(buf)
     }
+}
+
+/// A numeric header field; one left blank (NULs or spaces, as some archivers write for fields
+/// they do not fill) is 0, as Go's archive/tar reads it.
+fn numeric(field: &[u8], parse: impl FnOnce() -> io::Result<u64>) -> io::Result<u64> {
+    if field.iter().all(|b| *b == 0 || *b == b' ') {
+        return Ok(0);
+    }
+    parse()
 }
 
 fn parse_u64(value: &[u8], what: &str) -> io::Result<u64> {

@@ -1,6 +1,7 @@
 //! `kbuild build` end to end: real registry, real RUN in namespaces (root, as CI runs), images
 //! checked by pulling them back and looking at their files, config and history.
 
+mod contexts;
 mod instructions;
 pub(crate) mod multistage;
 mod outputs;

@@ -321,3 +321,25 @@ fn issue_4_directory_listed_twice_keeps_its_last_entry() {
     let d = &tree(dir.path())["d"];
     assert_eq!((d.mode, d.mtime), (0o755, 200));
 }
+
+/// Some archivers leave numeric fields they do not fill blank (NULs); Go's archive/tar, which
+/// Docker and Kaniko use, reads those as 0, so kbuild must not refuse such layers and contexts.
+#[test]
+fn blank_numeric_header_fields_read_as_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Root::open(dir.path()).unwrap();
+    let mut t = Tar::new();
+    t.file("blank", b"data");
+    let mut bytes = t.finish();
+    // uid, gid and mtime blanked, then the checksum recomputed.
+    for field in [108..116, 116..124, 136..148] {
+        bytes[field].fill(0);
+    }
+    bytes[148..156].copy_from_slice(b"        ");
+    let sum: u32 = bytes[..512].iter().map(|b| u32::from(*b)).sum();
+    bytes[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    extract_layer(&root, "sha256:blank", &bytes[..]).unwrap();
+    let meta = std::fs::symlink_metadata(dir.path().join("blank")).unwrap();
+    assert_eq!((meta.uid(), meta.gid(), meta.mtime()), (0, 0, 0));
+    assert_eq!(std::fs::read(dir.path().join("blank")).unwrap(), b"data");
+}
