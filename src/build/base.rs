@@ -94,6 +94,16 @@ impl Executor<'_> {
             .map_err(|e| BuildError::Registry(RegistryError::from(e)))?;
         tracing::info!("pulling {reference} for {platform}");
         let _ = line;
+        // Stages building at once from one image pull it one after the other: the second finds
+        // the blobs in the store instead of downloading them again.
+        let gate = self
+            .pulls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(format!("{reference} {platform}"))
+            .or_default()
+            .clone();
+        let _pulling = gate.lock().unwrap_or_else(|e| e.into_inner());
         let pulled = self.phases.time("pull", || {
             self.handle.block_on(crate::registry::pull_image(
                 self.client,

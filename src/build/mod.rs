@@ -405,6 +405,7 @@ async fn build_in(
             ..report::BaseLayers::default()
         }),
         images: std::sync::Mutex::new(BTreeMap::new()),
+        pulls: std::sync::Mutex::new(BTreeMap::new()),
         board: schedule::Board::default(),
         started,
     };

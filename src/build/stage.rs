@@ -46,6 +46,8 @@ pub(super) struct Executor<'a> {
     pub base_layers: Mutex<BaseLayers>,
     /// External images `COPY --from` reads, pulled once per build: image -> rootfs.
     pub images: Mutex<BTreeMap<String, PathBuf>>,
+    /// One lock per image and platform being pulled (see [`Executor::pull`]).
+    pub pulls: Mutex<BTreeMap<String, std::sync::Arc<Mutex<()>>>>,
     /// The stages' progress (see [`super::schedule`]).
     pub board: super::schedule::Board,
     /// When the build started: the report's stage times count from here.

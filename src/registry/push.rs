@@ -5,6 +5,12 @@
 //! blobs go in parallel and the manifest last, so a tag never points at missing blobs. A failed
 //! destination is retried whole (`--push-retry`); blobs that arrived before the failure are then
 //! found by HEAD and skipped.
+//!
+//! Two pushes of the same blobs into one repository at the same time (two pipelines building one
+//! image) can make the registry refuse the manifest with `MANIFEST_BLOB_UNKNOWN`: distribution
+//! rewrites a blob's link in place when it is mounted or uploaded again, and a manifest checked
+//! meanwhile finds it missing or half-written. Such a refusal sends the blobs (HEAD, then upload
+//! what is really missing) and the manifest again, twice at most, whatever `--push-retry` says.
 
 use futures_util::{StreamExt, TryStreamExt, stream};
 
@@ -101,20 +107,30 @@ async fn push_one(
     store: &BlobStore,
 ) -> Result<PushedDestination, RegistryError> {
     tracing::info!("pushing {destination}");
-    // Owned digests: a closure over borrowed ones is not general enough for a push spawned
-    // as a task (the layer cache pushes in the background).
-    let outcomes: Vec<BlobPush> =
-        stream::iter(image.blobs.iter().copied().map(|digest| async move {
-            client
-                .push_blob(destination, &digest, store, mount_sources)
-                .await
-        }))
-        .buffer_unordered(client.options().concurrency.max(1))
-        .try_collect()
-        .await?;
-    let digest = client
-        .put_manifest(destination, &image.manifest, &image.media_type)
-        .await?;
+    let mut outcomes = push_blobs(client, image, destination, mount_sources, store).await?;
+    let mut again = 0;
+    let digest = loop {
+        match client
+            .put_manifest(destination, &image.manifest, &image.media_type)
+            .await
+        {
+            Err(RegistryError::Status {
+                status: 400,
+                message,
+                ..
+            }) if again < 2 && message.contains("MANIFEST_BLOB_UNKNOWN") => {
+                again += 1;
+                tracing::warn!(
+                    "{destination}: the registry did not find a blob it had just accepted \
+                     (another push of the same blobs at the same time?); sending the blobs and \
+                     the manifest again ({again}/2)"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(200 * again)).await;
+                outcomes = push_blobs(client, image, destination, mount_sources, store).await?;
+            }
+            other => break other?,
+        }
+    };
     let count = |kind| outcomes.iter().filter(|o| **o == kind).count();
     let result = PushedDestination {
         reference: destination.clone(),
@@ -130,4 +146,24 @@ async fn push_one(
         result.existed
     );
     Ok(result)
+}
+
+/// Every blob of `image` into `destination`, in parallel: found by HEAD, mounted, or uploaded.
+async fn push_blobs(
+    client: &RegistryClient,
+    image: &ImageToPush,
+    destination: &Reference,
+    mount_sources: &[Reference],
+    store: &BlobStore,
+) -> Result<Vec<BlobPush>, RegistryError> {
+    // Owned digests: a closure over borrowed ones is not general enough for a push spawned
+    // as a task (the layer cache pushes in the background).
+    stream::iter(image.blobs.iter().copied().map(|digest| async move {
+        client
+            .push_blob(destination, &digest, store, mount_sources)
+            .await
+    }))
+    .buffer_unordered(client.options().concurrency.max(1))
+    .try_collect()
+    .await
 }

@@ -63,6 +63,14 @@ fn build_independent_stages_overlap_and_give_the_one_at_a_time_image() {
         last.0 >= left.1.max(right.1),
         "the final stage {last:?} started before its producers ended"
     );
+    // Both branches start from the base at once; its one layer is still downloaded once.
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&parallel_report).unwrap()).unwrap();
+    assert_eq!(
+        report["base_layers"]["downloaded"], 1,
+        "{}",
+        report["base_layers"]
+    );
 
     let sequential_report = world.dir.path().join("sequential.json");
     let out = world.build(

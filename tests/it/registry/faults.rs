@@ -219,3 +219,45 @@ fn a_registry_answering_500_then_200_is_retried() {
         .to_string();
     assert!(err.contains("HTTP 503"), "{err}");
 }
+
+/// Regression test for `cache_two_builds_at_once_share_a_registry_repo` failing now and then:
+/// two pushes of the same blobs into one repository can leave a blob's link missing when the
+/// manifest arrives, and the registry refuses it with MANIFEST_BLOB_UNKNOWN. Here the link is
+/// really removed (from the registry's storage) just before the first manifest PUT; kbuild
+/// sends the blobs again, then the manifest, with no `--push-retry` to rely on.
+#[test]
+fn manifest_refused_for_a_vanished_blob_is_sent_again_with_its_blobs() {
+    let reg = Registry::start();
+    let proxy = FaultProxy::start(&reg.addr());
+    let (_d, src) = store();
+    let image = build_image(&src, "linux/amd64", &[&[("raced", b"raced")]]);
+    let dest = reference(&format!("{}/raced/app:1", proxy.addr()));
+    let layer = image.layers[0].digest;
+    let link = reg.storage().join(format!(
+        "docker/registry/v2/repositories/raced/app/_layers/sha256/{}",
+        layer.hex()
+    ));
+    proxy.on_request("PUT", "/v2/raced/app/manifests/", move || {
+        std::fs::remove_dir_all(&link).expect("the layer's link in the registry");
+    });
+    let client = client(RegistryOptions {
+        push_retries: 0,
+        ..opts()
+    });
+    let rt = rt();
+    let pushed = rt
+        .block_on(push_image(
+            &client,
+            &image.to_push(),
+            std::slice::from_ref(&dest),
+            &src,
+        ))
+        .unwrap();
+    assert_eq!(pushed[0].digest, image.digest);
+    assert_eq!(proxy.count("PUT", "/v2/raced/app/manifests/1"), 2);
+    let (_d2, dst) = store();
+    let pulled = rt
+        .block_on(pull_image(&client, &dest, &Platform::host(), &dst))
+        .unwrap();
+    assert_eq!(pulled.digest(), image.digest);
+}
