@@ -386,15 +386,22 @@ fn run_instruction(
         hostname: "kbuild".into(),
     };
     let raw = request.raw_run_output;
+    let (board, name) = (&state.exec.board, &state.name);
     let outcome = state
         .exec
         .phases
         .time("run", || {
             exec::run(&spec, &mut |line| {
-                if raw {
-                    eprintln!("{line}");
+                // While other stages build too, say whose output this is.
+                let tag = if board.parallel() {
+                    format!("[{name}] ")
                 } else {
-                    tracing::info!(target: "run", "{line}");
+                    String::new()
+                };
+                if raw {
+                    eprintln!("{tag}{line}");
+                } else {
+                    tracing::info!(target: "run", "{tag}{line}");
                 }
             })
         })

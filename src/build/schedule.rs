@@ -65,6 +65,11 @@ impl Board {
         }
     }
 
+    /// Whether more than one stage is building right now.
+    pub fn parallel(&self) -> bool {
+        self.lock().running.len() > 1
+    }
+
     /// Whether a stage failed, so the others should stop.
     pub fn stopping(&self) -> bool {
         self.lock().error.is_some()

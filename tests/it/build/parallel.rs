@@ -14,7 +14,7 @@ fn two_branches(world: &World) -> std::path::PathBuf {
         &ctx,
         "Dockerfile",
         "ARG BASE\n\
-         FROM $BASE AS left\nRUN sleep 1 && echo left > /left\n\
+         FROM $BASE AS left\nRUN echo left working && sleep 1 && echo left > /left\n\
          FROM $BASE AS right\nRUN sleep 1 && echo right > /right\n\
          FROM $BASE\nCOPY --from=left /left /out/left\nCOPY --from=right /right /out/right\n",
     );
@@ -53,6 +53,9 @@ fn build_independent_stages_overlap_and_give_the_one_at_a_time_image() {
         ],
     );
     assert_success(&out);
+    // RUN output says which stage it comes from while stages build at once.
+    let (_, stderr) = text(&out);
+    assert!(stderr.contains("[left] left working"), "{stderr}");
     let times = stage_times(&parallel_report);
     let (left, right, last) = (times[0], times[1], times[2]);
     assert!(
@@ -83,6 +86,11 @@ fn build_independent_stages_overlap_and_give_the_one_at_a_time_image() {
         ],
     );
     assert_success(&out);
+    let (_, stderr) = text(&out);
+    assert!(
+        stderr.lines().any(|l| l == "left working"),
+        "one at a time, RUN output is as the RUN wrote it: {stderr}"
+    );
     let times = stage_times(&sequential_report);
     assert!(
         times[0].1 <= times[1].0,
