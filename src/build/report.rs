@@ -193,6 +193,9 @@ pub struct StageReport {
     /// The stage stopped before its next instruction because another stage failed.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stopped: bool,
+    /// The stage whose error failed the build.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// One instruction.
@@ -243,6 +246,7 @@ impl StageReport {
             start_ms: 0,
             end_ms: 0,
             stopped: false,
+            failed: false,
         }
     }
 }

@@ -190,6 +190,7 @@ impl Executor<'_> {
             Err(e) => {
                 if state.error.is_none() {
                     state.error = Some(e);
+                    report.failed = true;
                 }
             }
         }

@@ -38,6 +38,10 @@ pub struct StageRecord {
     pub from: String,
     pub instructions: Vec<InstructionRecord>,
     pub final_key: Option<String>,
+    /// Stopped because another stage failed (stages build in parallel).
+    pub stopped: bool,
+    /// The stage whose error failed the build.
+    pub failed: bool,
 }
 
 /// One instruction.

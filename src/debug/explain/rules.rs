@@ -149,13 +149,15 @@ fn run_failed(report: &BuildReport, out: &mut Vec<Finding>) {
         .or(failed.and_then(|(_, i)| i.exit_code))
         .or_else(|| parsed.as_ref().and_then(|c| c[3].parse().ok()));
     // A failed instruction may not be in the report (the build stops before recording it): its
-    // stage is then the last one the report has, the one being built.
+    // stage is the one marked failed, or (older reports, stages one at a time) the last one.
+    let failed_stage = report
+        .stages
+        .iter()
+        .find(|s| s.failed)
+        .or_else(|| report.stages.iter().rev().find(|s| !s.stopped));
     let (stage, instruction) = match failed {
         Some((s, i)) => (Some(report.stage_name(s.index)), Some(i)),
-        None => (
-            report.stages.last().map(|s| report.stage_name(s.index)),
-            None,
-        ),
+        None => (failed_stage.map(|s| report.stage_name(s.index)), None),
     };
     let location = instruction
         .map(|i| i.location.clone())

@@ -532,3 +532,24 @@ fn the_registry_is_read_only_for_misses_it_can_explain() {
     let (s, _) = stage(0, "b", "sha256:b", REPO, &[i("RUN a")]);
     assert!(misses_to_explain(&report(vec![s], ok(), REPO)));
 }
+
+/// Stages build in parallel: the failing stage is not always the last one in the report (a
+/// sibling stopped by the failure, or one that finished after it, can come later).
+#[test]
+fn kb001_names_the_stage_marked_failed_not_the_last_one() {
+    let (mut broken, _) = stage(0, "broken", "sha256:b", REPO, &[]);
+    broken["failed"] = json!(true);
+    let (mut slow, _) = stage(1, "slow", "sha256:b", REPO, &[i("RUN sleep 3")]);
+    slow["stopped"] = json!(true);
+    let (done, _) = stage(2, "done", "sha256:b", REPO, &[i("RUN true")]);
+    let r = report(
+        vec![broken, slow, done],
+        json!({"success": false, "error_kind": "run_failed", "exit_code": 7,
+               "error": "Dockerfile:6: `/bin/sh -c exit 7` returned a non-zero code: 7"}),
+        REPO,
+    );
+    let f = explain(&r, None, None, &[]);
+    let run = f.iter().find(|f| f.id == Rule::RunFailed).expect("KB001");
+    assert_eq!(run.evidence.stage.as_deref(), Some("broken"));
+    assert_eq!(run.evidence.location.as_deref(), Some("Dockerfile:6"));
+}

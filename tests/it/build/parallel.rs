@@ -118,7 +118,8 @@ fn build_failing_stage_stops_its_parallel_sibling_before_the_next_instruction() 
          FROM $BASE AS broken\nRUN sleep 1 && exit 7\n\
          FROM $BASE\nCOPY --from=slow /never /never\nCOPY --from=broken /etc/passwd /p\n",
     );
-    let report = world.dir.path().join("report.json");
+    let report_path = world.dir.path().join("report.json");
+    let report = &report_path;
     let out = world.build(
         &ctx,
         "sibling-fails:1",
@@ -132,7 +133,7 @@ fn build_failing_stage_stops_its_parallel_sibling_before_the_next_instruction() 
     assert!(stderr.contains("Dockerfile:6"), "{stderr}");
     assert!(stderr.contains("returned a non-zero code: 7"), "{stderr}");
     let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
     let stages = report["stages"].as_array().unwrap();
     assert_eq!(stages.len(), 2, "the final stage never started: {stages:?}");
     let slow = &stages[0];
@@ -144,5 +145,21 @@ fn build_failing_stage_stops_its_parallel_sibling_before_the_next_instruction() 
         .map(|i| i["original"].as_str().unwrap())
         .collect();
     assert_eq!(ran, ["RUN sleep 3"]);
+    assert_eq!(stages[1]["failed"], true, "{}", stages[1]);
     assert_eq!(report["outcome"]["exit_code"], 7);
+
+    // `kbuild explain` names the stage that failed, not the last one in the report.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .arg("explain")
+        .arg(format!("--report={}", report_path.display()))
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    let (stdout, _) = text(&out);
+    assert!(stdout.contains("KB001"), "{stdout}");
+    let stage_line = stdout
+        .lines()
+        .find(|l| l.contains("stage"))
+        .unwrap_or_default();
+    assert!(stage_line.contains("broken"), "{stdout}");
 }
