@@ -80,7 +80,7 @@ pub(super) fn apply_hit(
     location: &str,
 ) -> Result<Option<LayerInfo>, BuildError> {
     let created_by = match expanded {
-        Instruction::Run(run) => super::instructions::run_command(state, run, location)?.1,
+        Instruction::Run(run) => super::instructions::run_command(state, run, location)?.created_by,
         Instruction::Workdir(path) => {
             let resolved = super::instructions::workdir_path(state, path);
             state.builder.config_mut().config.working_dir = Some(resolved);

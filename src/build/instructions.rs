@@ -328,20 +328,45 @@ pub(super) fn record(
         .map_err(fs_err(location))
 }
 
-/// The argv a RUN executes and the history line it gets (Kaniko's `RUN |n K=V ... cmd` form
-/// when ARGs are visible), from the stage as it stands: SHELL, ARGs.
+/// A RUN ready to execute.
+pub(super) struct RunCommand {
+    pub argv: Vec<String>,
+    /// The history line (Kaniko's `RUN |n K=V ... cmd` form when ARGs are visible).
+    pub created_by: String,
+    /// Scripts placed in the RUN's private `/dev` (name below `/dev`, content).
+    pub dev_files: Vec<(String, String)>,
+}
+
+/// What a RUN executes, from the stage as it stands: SHELL, ARGs.
 pub(super) fn run_command(
     state: &StageState,
     run: &crate::dockerfile::instructions::Run,
     location: &str,
-) -> Result<(Vec<String>, String), BuildError> {
+) -> Result<RunCommand, BuildError> {
+    let mut dev_files = Vec::new();
     let argv = match &run.command {
         CommandLine::Exec(argv) => argv.clone(),
-        CommandLine::Shell(line) => {
-            let mut argv = shell(state);
-            argv.push(heredoc_script(line, &run.heredocs, location)?);
-            argv
-        }
+        CommandLine::Shell(line) => match heredoc_script(line, &run.heredocs) {
+            Script::Shell(script) => {
+                let mut argv = shell(state);
+                argv.push(script);
+                argv
+            }
+            // As BuildKit: the script is a file the kernel executes, so its #! line picks the
+            // interpreter; it lives in /dev, which is the RUN's own and never in a layer.
+            Script::Interpreted { name, body } => {
+                let path = format!("pipes/{name}");
+                if name.contains('/') || name.is_empty() {
+                    return Err(instruction_err(
+                        location,
+                        format!("heredoc name {name:?} cannot name a script file"),
+                    ));
+                }
+                let argv = vec![format!("/dev/{path}")];
+                dev_files.push((path, body));
+                argv
+            }
+        },
     };
     let args = state.env.visible_args();
     let mut created_by = String::from("RUN ");
@@ -352,7 +377,15 @@ pub(super) fn run_command(
         }
     }
     created_by.push_str(&argv.join(" "));
-    Ok((argv, created_by))
+    for (_, body) in &dev_files {
+        created_by.push('\n');
+        created_by.push_str(body);
+    }
+    Ok(RunCommand {
+        argv,
+        created_by,
+        dev_files,
+    })
 }
 
 fn run_instruction(
@@ -366,7 +399,11 @@ fn run_instruction(
     if run.network.is_some() || run.security.is_some() {
         return Err(not_supported("RUN --network and --security"));
     }
-    let (argv, created_by) = run_command(state, run, location)?;
+    let RunCommand {
+        argv,
+        created_by,
+        dev_files,
+    } = run_command(state, run, location)?;
     let user = current_user(state, location)?;
     let request = state.exec.request;
     state.run_counter += 1;
@@ -384,6 +421,7 @@ fn run_instruction(
             .join(format!("{}-{}", state.index, state.run_counter)),
         helper: request.sandbox_helper.clone(),
         hostname: "kbuild".into(),
+        dev_files,
     };
     let raw = request.raw_run_output;
     let (board, name) = (&state.exec.board, &state.name);
@@ -437,26 +475,31 @@ fn run_instruction(
     })
 }
 
-/// The shell script of a RUN with heredocs: a command that is only `<<EOF` runs the body itself;
-/// otherwise the bodies follow the command line, where the shell reads them as heredocs.
-fn heredoc_script(
-    line: &str,
-    heredocs: &[crate::dockerfile::instructions::Heredoc],
-    location: &str,
-) -> Result<String, BuildError> {
+/// What a shell-form RUN executes.
+#[derive(Debug, PartialEq, Eq)]
+enum Script {
+    /// A script for the SHELL in force.
+    Shell(String),
+    /// A heredoc that starts with `#!`, run as an executable file.
+    Interpreted { name: String, body: String },
+}
+
+/// The script of a shell-form RUN with heredocs: a command that is only `<<EOF` runs the body
+/// itself (as a file when it starts with `#!`); otherwise the bodies follow the command line,
+/// where the shell reads them as heredocs.
+fn heredoc_script(line: &str, heredocs: &[crate::dockerfile::instructions::Heredoc]) -> Script {
     if heredocs.is_empty() {
-        return Ok(line.to_string());
+        return Script::Shell(line.to_string());
     }
     if heredocs.len() == 1 && line.trim() == heredocs[0].marker() {
         let body = heredocs[0].body();
         if body.starts_with("#!") {
-            return Err(instruction_err(
-                location,
-                "a RUN heredoc with a #! interpreter line is not supported yet\nhint: run the \
-                 interpreter explicitly: RUN python3 <<EOF",
-            ));
+            return Script::Interpreted {
+                name: heredocs[0].name.clone(),
+                body,
+            };
         }
-        return Ok(body);
+        return Script::Shell(body);
     }
     let mut script = line.to_string();
     for h in heredocs {
@@ -467,7 +510,7 @@ fn heredoc_script(
         }
         script.push_str(&h.name);
     }
-    Ok(script)
+    Script::Shell(script)
 }
 
 /// Under `--single-snapshot`: one layer with everything the stage changed.
@@ -540,11 +583,17 @@ mod tests {
 
     #[test]
     fn heredoc_only_runs_its_body_and_others_follow_the_command() {
-        let only = heredoc_script("<<EOF", &[heredoc("EOF", "echo hi\n")], "x").unwrap();
-        assert_eq!(only, "echo hi\n");
-        let piped = heredoc_script("cat <<EOF > /f", &[heredoc("EOF", "a\nb\n")], "x").unwrap();
-        assert_eq!(piped, "cat <<EOF > /f\na\nb\nEOF");
-        let err = heredoc_script("<<EOF", &[heredoc("EOF", "#!/usr/bin/env python3\n")], "x");
-        assert!(err.is_err());
+        let only = heredoc_script("<<EOF", &[heredoc("EOF", "echo hi\n")]);
+        assert_eq!(only, Script::Shell("echo hi\n".into()));
+        let piped = heredoc_script("cat <<EOF > /f", &[heredoc("EOF", "a\nb\n")]);
+        assert_eq!(piped, Script::Shell("cat <<EOF > /f\na\nb\nEOF".into()));
+        let script = heredoc_script("<<PY", &[heredoc("PY", "#!/usr/bin/env python3\n")]);
+        assert_eq!(
+            script,
+            Script::Interpreted {
+                name: "PY".into(),
+                body: "#!/usr/bin/env python3\n".into()
+            }
+        );
     }
 }

@@ -84,6 +84,10 @@ pub struct RunSpec {
     /// The kbuild binary that provides `__sandbox`; `None` means the current executable.
     pub helper: Option<PathBuf>,
     pub hostname: String,
+    /// Executable files created in the RUN's private `/dev`: (path below `/dev`, content). A RUN
+    /// heredoc with a `#!` line runs from `/dev/pipes/<name>`, as BuildKit runs it. Needs a
+    /// mount namespace: chroot isolation has no `/dev` of its own, and such a RUN fails clearly.
+    pub dev_files: Vec<(String, String)>,
 }
 
 /// How a RUN ended.
@@ -145,6 +149,9 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// Host files bind-mounted (as private copies) over rootfs paths: (source, target in rootfs).
     pub files: Vec<(PathBuf, String)>,
+    /// See [`RunSpec::dev_files`].
+    #[serde(default)]
+    pub dev_files: Vec<(String, String)>,
 }
 
 /// What the helper reports on fd 3 when it ends.
@@ -192,6 +199,7 @@ fn run_prepared(
         isolation: spec.isolation,
         hostname: spec.hostname.clone(),
         files: prepared.files.clone(),
+        dev_files: spec.dev_files.clone(),
     };
     let helper = match &spec.helper {
         Some(path) => path.clone(),

@@ -9,6 +9,7 @@
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::FromRawFd;
+use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Command, ExitCode, Stdio};
@@ -61,6 +62,14 @@ fn run(spec: &SandboxSpec) -> SandboxReport {
 /// mounted while the host's is still visible, so the whole tree is built here.
 fn setup_child(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> {
     if isolation == Isolation::Chroot {
+        if !spec.dev_files.is_empty() {
+            return Err(
+                "this RUN runs a script from /dev (a heredoc with a #! line), and chroot \
+                 isolation has no /dev of its own\nhint: run the interpreter explicitly \
+                 (RUN python3 <<EOF), or allow namespaces"
+                    .into(),
+            );
+        }
         nix::unistd::chroot(&spec.rootfs)
             .and_then(|()| nix::unistd::chdir("/"))
             .map_err(|e| format!("chroot into {}: {e}", spec.rootfs.display()))?;
@@ -146,6 +155,18 @@ fn mount_rootfs(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> 
     )
     .map_err(|e| mount_err("bind", root, e))?;
     mount_dev(&root.join("dev"))?;
+    for (path, content) in &spec.dev_files {
+        let target = root.join("dev").join(path);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
+        }
+        std::fs::write(&target, content)
+            .and_then(|()| {
+                std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+            })
+            .map_err(|e| format!("write {}: {e}", target.display()))?;
+    }
     mount_sys(&root.join("sys"), isolation)?;
     let proc = root.join("proc");
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;

@@ -34,6 +34,7 @@ impl Sandbox {
             scratch: self.dir.path().join("scratch"),
             helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_kbuild"))),
             hostname: "kbuild".into(),
+            dev_files: Vec::new(),
         }
     }
 

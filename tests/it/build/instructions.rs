@@ -252,6 +252,42 @@ fn build_heredocs_run_scripts_and_create_files() {
     assert_eq!(image.read("/a.txt"), "from heredoc\n");
 }
 
+/// As BuildKit: a RUN heredoc that starts with `#!` is a script file its interpreter runs (here
+/// awk, which a shell could not run), from the RUN's private /dev, never left in a layer.
+#[test]
+fn build_run_heredoc_with_an_interpreter_line_runs_as_a_script() {
+    let world = World::new();
+    let ctx = world.context("shebang");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\n\
+         RUN <<AWK\n#!/bin/awk -f\nBEGIN { print \"from awk\" > \"/awk.txt\" }\nAWK\n\
+         RUN <<SH\n#!/bin/sh\necho \"$0\" > /script-path.txt\nSH\n",
+    );
+    let out = world.build(&ctx, "shebang:1", &[]);
+    assert_success(&out);
+    let image = world.pull("shebang:1");
+    assert_eq!(image.read("/awk.txt"), "from awk\n");
+    assert_eq!(image.read("/script-path.txt"), "/dev/pipes/SH\n");
+    assert!(
+        !image.exists("/dev/pipes"),
+        "the script stayed out of the layers"
+    );
+    let history = image.history();
+    let awk = history.iter().find(|(by, _)| by.contains("/dev/pipes/AWK"));
+    assert!(
+        awk.is_some_and(|(by, _)| by.contains("#!/bin/awk -f")),
+        "{history:?}"
+    );
+
+    // chroot isolation has no /dev of its own: the RUN fails saying so.
+    let out = world.build(&ctx, "shebang:2", &["--isolation=chroot"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("chroot isolation has no /dev"), "{stderr}");
+}
+
 #[test]
 fn build_add_extracts_local_archives() {
     let world = World::new();
