@@ -20,12 +20,6 @@ fn unsupported(args: &BuildArgs) -> Option<(&'static str, &'static str)> {
             "check the repository out into the context directory",
         ));
     }
-    if args.snapshot.image_fs_extract_retry > 0 {
-        return Some((
-            "--image-fs-extract-retry",
-            "base layers are verified while downloading; drop the flag",
-        ));
-    }
     None
 }
 

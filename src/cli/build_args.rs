@@ -232,7 +232,8 @@ pub struct SnapshotArgs {
           default_value_t = false, action = ArgAction::Set, value_name = "BOOL")]
     pub cleanup: bool,
 
-    /// Number of retries of a failed base image extraction
+    /// Retries of a failed base image extraction; kbuild extracts verified local blobs, so they
+    /// retry the download instead (the larger of this and --image-download-retry)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub image_fs_extract_retry: u32,
 

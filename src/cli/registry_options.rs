@@ -59,7 +59,13 @@ pub fn registry_options(
             .map(|(host, path)| (host.clone(), PathBuf::from(path)))
             .collect(),
         client_certificates,
-        download_retries: args.snapshot.image_download_retry,
+        // Kaniko retries an extraction because it extracts while downloading; kbuild extracts
+        // verified local blobs, so a retried extraction could only fail again, and the retries
+        // the flag asks for go to the download, where the transient failures are.
+        download_retries: args
+            .snapshot
+            .image_download_retry
+            .max(args.snapshot.image_fs_extract_retry),
         push_retries: args.output.push_retry,
         ..RegistryOptions::default()
     })
@@ -154,6 +160,18 @@ mod tests {
             (PathBuf::from("/c.pem"), PathBuf::from("/k.pem"))
         );
         assert_eq!((o.push_retries, o.download_retries), (3, 2));
+    }
+
+    #[test]
+    fn image_fs_extract_retry_retries_the_download() {
+        let o = registry_options(&args(&["--image-fs-extract-retry=3"]), None).unwrap();
+        assert_eq!(o.download_retries, 3);
+        let o = registry_options(
+            &args(&["--image-fs-extract-retry=1", "--image-download-retry=4"]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(o.download_retries, 4);
     }
 
     #[test]
