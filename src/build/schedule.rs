@@ -22,6 +22,30 @@ use super::BuildError;
 use super::report::{FoundSource, StageReport};
 use super::stage::{Executor, Finished, StagesOutcome};
 
+/// Posts a stage whose thread panicked as failed, so the scheduler does not wait for it.
+struct PanicGuard<'a> {
+    board: &'a Board,
+    index: usize,
+    location: String,
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            return;
+        }
+        let mut state = self.board.lock();
+        state.running.remove(&self.index);
+        if state.error.is_none() {
+            state.error = Some(BuildError::Instruction {
+                location: self.location.clone(),
+                message: format!("internal error: building stage {} panicked", self.index),
+            });
+        }
+        self.board.changed.notify_all();
+    }
+}
+
 /// What the stages of one build have done so far, shared by the threads building them.
 #[derive(Default)]
 pub(super) struct Board {
@@ -163,6 +187,13 @@ impl Executor<'_> {
 
     /// One stage on its thread: build it, check what later stages copy from it, post the result.
     fn stage_job(&self, index: usize) {
+        // A panic (a bug) must not leave the scheduler waiting for this stage forever: the
+        // guard posts it as a failure, and the scope re-raises the panic once all threads end.
+        let _guard = PanicGuard {
+            board: &self.board,
+            index,
+            location: self.dockerfile.file.clone(),
+        };
         let stage = &self.plan.stages[index];
         tracing::info!(
             "building stage {} ({}) from {}",
@@ -196,5 +227,38 @@ impl Executor<'_> {
         }
         state.reports.push(report);
         self.board.changed.notify_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression guard: a stage thread that panics must not leave the scheduler waiting.
+    #[test]
+    fn a_panicking_stage_is_posted_as_failed() {
+        let board = Board::default();
+        board.lock().running.insert(1);
+        let panicked = std::thread::scope(|s| {
+            s.spawn(|| {
+                let _guard = PanicGuard {
+                    board: &board,
+                    index: 1,
+                    location: "Dockerfile".into(),
+                };
+                panic!("a bug");
+            })
+            .join()
+            .is_err()
+        });
+        assert!(panicked);
+        let state = board.lock();
+        assert!(state.running.is_empty());
+        let error = state
+            .error
+            .as_ref()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(error.contains("building stage 1 panicked"), "{error}");
     }
 }
