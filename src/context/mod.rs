@@ -10,6 +10,8 @@
 //!
 //! The Dockerfile is found the way Kaniko finds it, so Task args keep working: the path as given
 //! (absolute, or relative to the working directory) when it exists, else relative to the context.
+//! The bare default name `Dockerfile` is the exception: the context's comes first, as Docker
+//! takes it, so a build run from a directory holding another Dockerfile does not pick that one.
 //! `.dockerignore` is read the way BuildKit reads it: `<Dockerfile>.dockerignore` beside the
 //! Dockerfile first, then `.dockerignore` at the context root.
 
@@ -183,10 +185,15 @@ fn absolute(path: &Path) -> Result<PathBuf, ContextError> {
 }
 
 /// Finds the Dockerfile the way Kaniko does: the path as given (absolute, or relative to the
-/// working directory) when it is a file, else relative to the context root.
+/// working directory) when it is a file, else relative to the context root; the default name
+/// `Dockerfile` alone is looked up in the context first.
 pub fn find_dockerfile(given: &Path, root: &Path) -> Result<PathBuf, ContextError> {
     let in_context = root.join(given);
-    for candidate in [given, in_context.as_path()] {
+    let mut candidates = [given, in_context.as_path()];
+    if given == Path::new("Dockerfile") {
+        candidates.reverse();
+    }
+    for candidate in candidates {
         if candidate.is_file() {
             return absolute(candidate);
         }
@@ -321,6 +328,24 @@ mod tests {
             err.to_string().contains("hint: provide a valid path"),
             "{err}"
         );
+    }
+
+    /// Regression test: `examples/run.sh` (the README's main command), run from the repository,
+    /// built the repository's own Dockerfile instead of each example's. The working directory
+    /// of unit tests is the repository, which has a Dockerfile.
+    #[test]
+    fn default_dockerfile_name_prefers_the_context_over_the_working_directory() {
+        assert!(
+            Path::new("Dockerfile").is_file(),
+            "tests run in the repository"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        let ctx = BuildContext::open(&spec(dir.path(), "Dockerfile"), &unused(&dir)).unwrap();
+        assert_eq!(ctx.dockerfile, dir.path().join("Dockerfile"));
+        // Any other relative path keeps Kaniko's order: the working directory first.
+        let ctx = BuildContext::open(&spec(dir.path(), "./Dockerfile"), &unused(&dir)).unwrap();
+        assert_eq!(ctx.dockerfile, std::path::absolute("./Dockerfile").unwrap());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod cache;
 mod cli;
 mod debug;
 mod dockerfile;
+mod examples;
 mod exec;
 mod fs;
 mod harness;
