@@ -393,9 +393,6 @@ fn run_instruction(
     run: &crate::dockerfile::instructions::Run,
     location: &str,
 ) -> Result<Outcome, BuildError> {
-    if !run.mounts.is_empty() {
-        return Err(not_supported("RUN --mount"));
-    }
     if run.network.is_some() || run.security.is_some() {
         return Err(not_supported("RUN --network and --security"));
     }
@@ -407,6 +404,8 @@ fn run_instruction(
     let user = current_user(state, location)?;
     let request = state.exec.request;
     state.run_counter += 1;
+    // Held until the RUN is over: cache locks, and the scratch copies removed on drop.
+    let mounts = super::run_mounts::prepare(state, &run.mounts, location)?;
     let spec = RunSpec {
         rootfs: state.rootfs.clone(),
         argv: argv.clone(),
@@ -422,6 +421,7 @@ fn run_instruction(
         helper: request.sandbox_helper.clone(),
         hostname: "kbuild".into(),
         dev_files,
+        mounts: mounts.mounts.clone(),
     };
     let raw = request.raw_run_output;
     let (board, name) = (&state.exec.board, &state.name);

@@ -31,6 +31,7 @@ use crate::context::dockerignore::clean;
 use crate::digest::Digest;
 use crate::dockerfile::Instruction;
 use crate::dockerfile::instructions::{Add, Copy, Run, Source};
+use crate::dockerfile::run_options::MountType;
 use crate::plan::BuildEnv;
 
 use super::add_copy::source_tree;
@@ -158,6 +159,34 @@ pub(super) fn stage_keys<'a>(
         let policy = match &expanded {
             Instruction::Run(run) => {
                 run_parts(run, &env, &mut preimage);
+                // What a bind mount shows the RUN is part of its input, as a COPY's sources.
+                let mut complete = true;
+                for m in run.mounts.iter().filter(|m| m.kind == MountType::Bind) {
+                    preimage.push(Part::Option {
+                        name: "mount".into(),
+                        value: m.spec.clone(),
+                    });
+                    let Ok(tree) = source_tree(state, m.from.as_deref(), &step.location) else {
+                        complete = false;
+                        break;
+                    };
+                    let source = Source::Path(m.source.clone().unwrap_or_else(|| ".".into()));
+                    let planned = plan_sources(
+                        state,
+                        &tree,
+                        std::slice::from_ref(&source),
+                        false,
+                        &mut preimage.parts,
+                        m.from.as_deref(),
+                    );
+                    if planned.is_none() {
+                        complete = false;
+                        break;
+                    }
+                }
+                if !complete {
+                    break;
+                }
                 on_if(options.run_layers)
             }
             Instruction::Copy(c) => {

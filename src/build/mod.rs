@@ -27,6 +27,7 @@ mod instructions;
 mod keys;
 pub mod phases;
 pub mod report;
+mod run_mounts;
 mod schedule;
 mod stage;
 

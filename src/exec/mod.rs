@@ -88,6 +88,41 @@ pub struct RunSpec {
     /// heredoc with a `#!` line runs from `/dev/pipes/<name>`, as BuildKit runs it. Needs a
     /// mount namespace: chroot isolation has no `/dev` of its own, and such a RUN fails clearly.
     pub dev_files: Vec<(String, String)>,
+    /// `RUN --mount`s, mounted in this order. Need a mount namespace: chroot isolation refuses
+    /// a RUN that has any.
+    pub mounts: Vec<RunMount>,
+}
+
+/// One mount of a RUN (`RUN --mount`), prepared by the caller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunMount {
+    /// Absolute path inside the rootfs. Every existing component must be a directory (the
+    /// last one a file for a file bind), never a symlink; missing ones are created for the RUN
+    /// and removed after it.
+    pub target: String,
+    pub kind: RunMountKind,
+}
+
+/// What a [`RunMount`] mounts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum RunMountKind {
+    /// A host directory or file (outside the rootfs), read-only unless `writable`.
+    Bind {
+        source: PathBuf,
+        writable: bool,
+        dir: bool,
+    },
+    /// An empty tmpfs, `size` bytes at most (the kernel's default when None).
+    Tmpfs { size: Option<u64> },
+}
+
+impl RunMount {
+    fn is_dir(&self) -> bool {
+        match &self.kind {
+            RunMountKind::Bind { dir, .. } => *dir,
+            RunMountKind::Tmpfs { .. } => true,
+        }
+    }
 }
 
 /// How a RUN ended.
@@ -152,6 +187,9 @@ pub struct SandboxSpec {
     /// See [`RunSpec::dev_files`].
     #[serde(default)]
     pub dev_files: Vec<(String, String)>,
+    /// See [`RunSpec::mounts`].
+    #[serde(default)]
+    pub mounts: Vec<RunMount>,
 }
 
 /// What the helper reports on fd 3 when it ends.
@@ -173,7 +211,12 @@ pub const REPORT_FD: i32 = 3;
 /// Runs a command in the rootfs, passing each output line (stdout and stderr merged, as Docker
 /// prints them) to `on_line`, and returns how it ended.
 pub fn run(spec: &RunSpec, on_line: &mut dyn FnMut(&str)) -> Result<RunOutcome, ExecError> {
-    let prepared = mounts::prepare(&spec.rootfs, &spec.scratch, &spec.hostname)?;
+    let targets: Vec<(String, bool)> = spec
+        .mounts
+        .iter()
+        .map(|m| (m.target.clone(), m.is_dir()))
+        .collect();
+    let prepared = mounts::prepare(&spec.rootfs, &spec.scratch, &spec.hostname, &targets)?;
     let result = run_prepared(spec, &prepared, on_line);
     let cleanup = prepared.cleanup();
     let outcome = result?;
@@ -200,6 +243,7 @@ fn run_prepared(
         hostname: spec.hostname.clone(),
         files: prepared.files.clone(),
         dev_files: spec.dev_files.clone(),
+        mounts: spec.mounts.clone(),
     };
     let helper = match &spec.helper {
         Some(path) => path.clone(),

@@ -190,6 +190,7 @@ pub(crate) fn prepare(
     rootfs: &Path,
     scratch: &Path,
     hostname: &str,
+    targets: &[(String, bool)],
 ) -> Result<Prepared, ExecError> {
     let mut prepared = Prepared {
         rootfs: rootfs.to_path_buf(),
@@ -197,7 +198,8 @@ pub(crate) fn prepare(
         times: Vec::new(),
         files: Vec::new(),
     };
-    let result = prepare_into(&mut prepared, scratch, hostname);
+    let result = prepare_into(&mut prepared, scratch, hostname)
+        .and_then(|()| prepare_targets(&mut prepared, targets));
     match result {
         Ok(()) => {
             prepared.note_prepared_times();
@@ -208,6 +210,43 @@ pub(crate) fn prepare(
             Err(e)
         }
     }
+}
+
+/// Makes every `RUN --mount` target exist: (absolute path in the rootfs, whether it is a
+/// directory). A component that exists as anything but a directory (a symlink above all, which
+/// could point out of the rootfs) is refused.
+fn prepare_targets(prepared: &mut Prepared, targets: &[(String, bool)]) -> Result<(), ExecError> {
+    for (target, dir) in targets {
+        let parts = super::rel_components(target)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| err(target, std::io::ErrorKind::InvalidInput))?;
+        let mut parent = String::from("/");
+        for (i, part) in parts.iter().enumerate() {
+            let last = i + 1 == parts.len();
+            let want_dir = !last || *dir;
+            if !prepared.ensure(&parent, part, want_dir)? {
+                let what = if want_dir { "a directory" } else { "a file" };
+                return Err(err(
+                    target,
+                    std::io::Error::other(format!(
+                        "{parent}{part} exists and is not {what} (a RUN --mount target may not \
+                         go through a symlink)",
+                        parent = if parent == "/" {
+                            "/".to_string()
+                        } else {
+                            format!("{parent}/")
+                        }
+                    )),
+                ));
+            }
+            parent = if parent == "/" {
+                format!("/{part}")
+            } else {
+                format!("{parent}/{part}")
+            };
+        }
+    }
+    Ok(())
 }
 
 fn prepare_into(prepared: &mut Prepared, scratch: &Path, hostname: &str) -> Result<(), ExecError> {

@@ -62,6 +62,13 @@ fn run(spec: &SandboxSpec) -> SandboxReport {
 /// mounted while the host's is still visible, so the whole tree is built here.
 fn setup_child(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> {
     if isolation == Isolation::Chroot {
+        if !spec.mounts.is_empty() {
+            return Err(
+                "RUN --mount needs a mount namespace, and chroot isolation has none\nhint: allow \
+                 namespaces (or a user namespace) for the build"
+                    .into(),
+            );
+        }
         if !spec.dev_files.is_empty() {
             return Err(
                 "this RUN runs a script from /dev (a heredoc with a #! line), and chroot \
@@ -177,6 +184,9 @@ fn mount_rootfs(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> 
         mount(Some(source), &target, NONE, MsFlags::MS_BIND, NONE)
             .map_err(|e| mount_err("bind", &target, e))?;
     }
+    for m in &spec.mounts {
+        mount_one(root, m)?;
+    }
     nix::unistd::chdir(root).map_err(|e| format!("chdir {}: {e}", root.display()))?;
     nix::unistd::pivot_root(".", ".").map_err(|e| format!("pivot_root: {e}"))?;
     // The old root now sits on top of the new one; detach it so the host tree is unreachable.
@@ -184,6 +194,47 @@ fn mount_rootfs(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> 
         .map_err(|e| mount_err("slave propagation", Path::new("."), e))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(|e| format!("detach old root: {e}"))?;
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
+}
+
+/// One `RUN --mount`, on a target the parent made sure is a real directory (or file) inside the
+/// rootfs, reached without a symlink.
+fn mount_one(root: &Path, m: &super::RunMount) -> Result<(), String> {
+    let target = root.join(m.target.trim_start_matches('/'));
+    match &m.kind {
+        super::RunMountKind::Bind {
+            source, writable, ..
+        } => {
+            mount(
+                Some(source),
+                &target,
+                NONE,
+                MsFlags::MS_BIND | MsFlags::MS_REC,
+                NONE,
+            )
+            .map_err(|e| mount_err("bind", &target, e))?;
+            if !writable {
+                let flags = MsFlags::MS_BIND
+                    | MsFlags::MS_REMOUNT
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV;
+                mount(NONE, &target, NONE, flags, NONE)
+                    .map_err(|e| mount_err("read-only remount", &target, e))?;
+            }
+        }
+        super::RunMountKind::Tmpfs { size } => {
+            let options = size.map(|s| format!("size={s}"));
+            mount(
+                Some("tmpfs"),
+                &target,
+                Some("tmpfs"),
+                MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+                options.as_deref(),
+            )
+            .map_err(|e| mount_err("tmpfs", &target, e))?;
+        }
+    }
+    Ok(())
 }
 
 fn mount_dev(dev: &Path) -> Result<(), String> {

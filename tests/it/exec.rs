@@ -35,6 +35,7 @@ impl Sandbox {
             helper: Some(PathBuf::from(env!("CARGO_BIN_EXE_kbuild"))),
             hostname: "kbuild".into(),
             dev_files: Vec::new(),
+            mounts: Vec::new(),
         }
     }
 

@@ -6,6 +6,7 @@ mod instructions;
 pub(crate) mod multistage;
 mod outputs;
 mod parallel;
+mod run_mounts;
 mod safety;
 
 use std::path::{Path, PathBuf};

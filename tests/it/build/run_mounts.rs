@@ -1,0 +1,159 @@
+//! `RUN --mount`: cache mounts that outlive a build, tmpfs, and bind mounts of the context and of
+//! a stage, none of which reaches a layer; bound files are part of the RUN's cache key.
+
+use super::{World, assert_success, write};
+use crate::harness::text;
+
+#[test]
+fn build_cache_mount_keeps_its_files_across_builds_and_out_of_the_image() {
+    let world = World::new();
+    let ctx = world.context("cache-mount");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nWORKDIR /src\n\
+         RUN --mount=type=cache,target=/root/.cache/tool,id=tool \
+         echo run >> /root/.cache/tool/runs && wc -l < /root/.cache/tool/runs > /seen \
+         && ls -ld /root/.cache/tool | cut -c1-10 > /mode\n\
+         RUN --mount=type=tmpfs,target=scratch sh -c \
+         'echo x > /src/scratch/f && grep -q tmpfs /proc/mounts && echo tmpfs > /tmpfs.txt'\n",
+    );
+    assert_success(&world.build(&ctx, "cache-mount:1", &[]));
+    assert_success(&world.build(&ctx, "cache-mount:2", &[]));
+    let (first, second) = (world.pull("cache-mount:1"), world.pull("cache-mount:2"));
+    assert_eq!(first.read("/seen").trim(), "1");
+    assert_eq!(
+        second.read("/seen").trim(),
+        "2",
+        "the cache mount kept the first build's file"
+    );
+    assert_eq!(first.read("/mode"), "drwxr-xr-x\n");
+    assert_eq!(first.read("/tmpfs.txt"), "tmpfs\n");
+    for image in [&first, &second] {
+        assert!(
+            !image.exists("/root/.cache"),
+            "the mount point stayed in a layer"
+        );
+        assert!(
+            !image.exists("/src/scratch"),
+            "the tmpfs mount point stayed in a layer"
+        );
+        assert!(image.exists("/src"), "WORKDIR itself stays");
+    }
+}
+
+#[test]
+fn build_bind_mounts_show_the_context_and_a_stage_read_only() {
+    let world = World::new();
+    let ctx = world.context("bind-mount");
+    write(&ctx, "src/message.txt", "from the context\n");
+    write(&ctx, "src/ignored.log", "never visible\n");
+    write(&ctx, ".dockerignore", "**/*.log\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE AS builder\nRUN mkdir /out && echo built > /out/artifact\n\
+         FROM $BASE\n\
+         RUN --mount=type=bind,source=src,target=/in \
+         cat /in/message.txt > /copied.txt && ls /in > /listing.txt\n\
+         RUN --mount=type=bind,from=builder,source=/out/artifact,target=/opt/artifact \
+         cp /opt/artifact /artifact\n\
+         RUN --mount=type=bind,target=/ctx sh -c 'touch /ctx/new 2>/dev/null && echo writable \
+         || echo read-only' > /bind-mode.txt\n\
+         RUN --mount=type=bind,target=/ctx,rw touch /ctx/new && echo ok > /rw.txt\n",
+    );
+    let out = world.build(&ctx, "bind-mount:1", &[]);
+    assert_success(&out);
+    let image = world.pull("bind-mount:1");
+    assert_eq!(image.read("/copied.txt"), "from the context\n");
+    assert_eq!(
+        image.read("/listing.txt"),
+        "message.txt\n",
+        ".dockerignore applies"
+    );
+    assert_eq!(image.read("/artifact"), "built\n");
+    assert_eq!(image.read("/bind-mode.txt"), "read-only\n");
+    assert_eq!(image.read("/rw.txt"), "ok\n");
+    assert!(
+        !ctx.join("new").exists(),
+        "a writable bind wrote into the context"
+    );
+    for gone in ["/in", "/opt", "/ctx"] {
+        assert!(!image.exists(gone), "{gone} stayed in a layer");
+    }
+}
+
+#[test]
+fn build_bind_mounted_files_are_in_the_run_cache_key() {
+    let world = World::new();
+    let ctx = world.context("bind-key");
+    write(&ctx, "version.txt", "1\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\n\
+         RUN --mount=type=bind,source=version.txt,target=/version.txt cp /version.txt /built\n",
+    );
+    let cache = format!("--cache-repo={}", world.image("bind-key/cache"));
+    let flags = ["--cache=true", cache.as_str()];
+    assert_success(&world.build(&ctx, "bind-key:1", &flags));
+    write(&ctx, "version.txt", "2\n");
+    let out = world.build(&ctx, "bind-key:2", &flags);
+    assert_success(&out);
+    assert_eq!(
+        world.pull("bind-key:2").read("/built"),
+        "2\n",
+        "a stale cache hit"
+    );
+    // Unchanged, it hits.
+    let report = world.dir.path().join("bind-key-3.json");
+    let report_flag = format!("--report={}", report.display());
+    assert_success(&world.build(&ctx, "bind-key:3", &[flags[0], flags[1], &report_flag]));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let run = &report["stages"][0]["instructions"][0];
+    assert_eq!(run["cache"]["status"], "hit", "{run}");
+    assert_eq!(world.pull("bind-key:3").read("/built"), "2\n");
+}
+
+#[test]
+fn build_run_mount_refusals_are_clear() {
+    let world = World::new();
+    let ctx = world.context("mount-refusals");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN --mount=type=secret,id=netrc cat /run/secrets/netrc\n",
+    );
+    let out = world.build(&ctx, "mount-refusals:1", &[]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("type=secret and type=ssh is not supported yet"),
+        "{stderr}"
+    );
+
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN --mount=type=tmpfs,target=/t true\n",
+    );
+    let out = world.build(&ctx, "mount-refusals:2", &["--isolation=chroot"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("RUN --mount needs a mount namespace"),
+        "{stderr}"
+    );
+
+    // A target that goes through a symlink could lead out of the rootfs: refused.
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN ln -s / /escape\nRUN --mount=type=tmpfs,target=/escape/x true\n",
+    );
+    let out = world.build(&ctx, "mount-refusals:3", &[]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("may not go through a symlink"), "{stderr}");
+}
