@@ -67,7 +67,10 @@ done
 printf 'root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\n' > "$base/rootfs/etc/passwd"
 printf 'root:x:0:\napp:x:1000:\n' > "$base/rootfs/etc/group"
 printf 'FROM scratch\nCOPY rootfs/ /\nCMD ["/bin/sh"]\n' > "$base/Dockerfile"
-kb --context="$base" --destination="$registry/base:1" --log-format=text -v warn
+# Each --dockerfile is absolute: like Kaniko, kbuild looks for a relative one in the working
+# directory first, and this repository has a Dockerfile of its own.
+kb --context="$base" --dockerfile="$base/Dockerfile" --destination="$registry/base:1" \
+  --log-format=text -v warn
 
 show() {
   local image=$1
@@ -98,20 +101,22 @@ peek() {
 }
 
 echo "== hello"
-kb --build-arg="BASE=$registry/base:1" --context="$here/hello" --destination="$registry/hello:1" -v warn
+kb --build-arg="BASE=$registry/base:1" --context="$here/hello" \
+  --dockerfile="$here/hello/Dockerfile" --destination="$registry/hello:1" -v warn
 show "$registry/hello:1"
 peek "$registry/hello:1" built.txt
 
 echo "== multistage (the zego-streaming shape)"
 kb --build-arg="BASE=$registry/base:1" --context="$here/multistage" \
-  --dockerfile=services/platform/zego-streaming/Dockerfile \
+  --dockerfile="$here/multistage/services/platform/zego-streaming/Dockerfile" \
   --destination="$registry/zego-streaming:1" --digest-file="$work/digest" -v warn
 show "$registry/zego-streaming:1"
 echo "   --digest-file: $(cat "$work/digest")"
 peek "$registry/zego-streaming:1" app/zego-streaming
 
 echo "== heredoc, ONBUILD and USER"
-kb --build-arg="BASE=$registry/base:1" --context="$here/heredoc-onbuild-user" --destination="$registry/heredoc:1" -v warn
+kb --build-arg="BASE=$registry/base:1" --context="$here/heredoc-onbuild-user" \
+  --dockerfile="$here/heredoc-onbuild-user/Dockerfile" --destination="$registry/heredoc:1" -v warn
 show "$registry/heredoc:1"
 peek "$registry/heredoc:1" home/app/greeting
 peek "$registry/heredoc:1" onbuild.txt

@@ -161,6 +161,14 @@ pub(super) fn apply_hit(
     }))
 }
 
+/// The layer a cache entry keeps. The empty tar of `--force-build-metadata` is stored as "no
+/// layer", so one entry serves builds with and without the flag (a hit without a layer writes
+/// the empty tar again). Without the flag a layer is stored as written, even one whose changes
+/// all had nothing to put in a tar (sockets): its hit must give the image the miss gave.
+fn stored_layer(layer: Option<&LayerInfo>, forced: bool) -> Option<&LayerInfo> {
+    layer.filter(|info| !(forced && info.entries == 0))
+}
+
 /// Stores the entry of a probed instruction that missed and ran (in the background).
 pub(super) fn store_miss(
     cache: &CacheContext,
@@ -171,9 +179,7 @@ pub(super) fn store_miss(
     report: &mut CacheReport,
 ) {
     report.entry = Some(cache.background.store().repo().entry_name(&key.key));
-    // The empty tar of `--force-build-metadata` is stored as "no layer", so one entry serves
-    // builds with and without the flag (a hit without a layer writes the empty tar again).
-    let layer = layer.filter(|info| info.entries > 0);
+    let layer = stored_layer(layer, state.exec.request.force_build_metadata);
     if !cache.push {
         report.push = Some("skipped".into());
         return;
@@ -195,4 +201,38 @@ pub(super) fn store_miss(
         created: SystemTime::now(),
     };
     cache.background.push(entry);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::digest::Digest;
+    use crate::fs::Compression;
+
+    fn layer(entries: u64) -> LayerInfo {
+        LayerInfo {
+            diff_id: Digest::of(b"tar"),
+            digest: Digest::of(b"blob"),
+            compressed_size: 32,
+            uncompressed_size: 1024,
+            compression: Compression::Gzip,
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip",
+            files_added: 1,
+            files_changed: 0,
+            files_deleted: 0,
+            entries,
+        }
+    }
+
+    /// Regression test: every 0-entry layer used to be stored as "no layer", so a RUN that only
+    /// made a socket (skipped by the tar writer) gave a layer cold and none warm.
+    #[test]
+    fn only_the_forced_empty_tar_is_stored_as_no_layer() {
+        let empty = layer(0);
+        let full = layer(3);
+        assert!(stored_layer(Some(&empty), false).is_some());
+        assert!(stored_layer(Some(&empty), true).is_none());
+        assert!(stored_layer(Some(&full), true).is_some());
+        assert!(stored_layer(None, false).is_none());
+    }
 }

@@ -356,7 +356,7 @@ pub(super) fn run_command(
             // interpreter; it lives in /dev, which is the RUN's own and never in a layer.
             Script::Interpreted { name, body } => {
                 let path = format!("pipes/{name}");
-                if name.contains('/') || name.is_empty() {
+                if name.contains('/') || name.is_empty() || name == "." || name == ".." {
                     return Err(instruction_err(
                         location,
                         format!("heredoc name {name:?} cannot name a script file"),

@@ -176,10 +176,15 @@ fn bind_copy(
         .work
         .join("mounts")
         .join(format!("{}-{}-{i}", state.index, state.run_counter));
-    std::fs::create_dir_all(&dir).map_err(|source| BuildError::WorkDir {
-        path: dir.clone(),
-        source,
-    })?;
+    // 0755 whatever the umask, as BuildKit's mounts: a non-root USER reads them.
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| {
+            std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        })
+        .map_err(|source| BuildError::WorkDir {
+            path: dir.clone(),
+            source,
+        })?;
     out.scratch.push(dir.clone());
     let copy_err = |source| BuildError::Copy {
         location: location.to_string(),

@@ -9,9 +9,11 @@
 //! instruction, and the first failure is the build's error. The image and the report do not
 //! depend on the order stages ran in: reports come out in stage order.
 //!
+//! Stages starting from one image at the same moment pull it one after the other (the second
+//! finds the blobs in the store), see [`Executor::pull`].
+//!
 //! Left out: stopping an instruction that is already running when another stage fails (a RUN
-//! finishes first), and sharing one pull between two stages that start from the same image at
-//! the same moment (the blob store makes the second download harmless, not free).
+//! finishes first).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -157,7 +159,12 @@ impl Executor<'_> {
                 for index in ready {
                     state.pending.remove(&index);
                     state.running.insert(index);
-                    scope.spawn(move || self.stage_job(index));
+                    // A panic (a bug) becomes the stage's failure (posted by its guard while
+                    // unwinding), so the build still ends with an error and a report.
+                    scope.spawn(move || {
+                        let job = std::panic::AssertUnwindSafe(|| self.stage_job(index));
+                        let _ = std::panic::catch_unwind(job);
+                    });
                 }
                 state = self
                     .board
@@ -188,7 +195,7 @@ impl Executor<'_> {
     /// One stage on its thread: build it, check what later stages copy from it, post the result.
     fn stage_job(&self, index: usize) {
         // A panic (a bug) must not leave the scheduler waiting for this stage forever: the
-        // guard posts it as a failure, and the scope re-raises the panic once all threads end.
+        // guard posts it as a failure while unwinding.
         let _guard = PanicGuard {
             board: &self.board,
             index,

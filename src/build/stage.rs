@@ -196,7 +196,12 @@ impl Executor<'_> {
             .join(index.to_string())
             .join("rootfs");
         let fail = |e: BuildError, report: StageReport| (Err(e), report);
-        if let Err(source) = std::fs::create_dir_all(&rootfs) {
+        // The image's `/` is 0755 whatever kbuild's umask (a base layer may still set it): under
+        // umask 077 a non-root USER could not even reach its own files.
+        let made = std::fs::create_dir_all(&rootfs).and_then(|()| {
+            std::fs::set_permissions(&rootfs, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        });
+        if let Err(source) = made {
             return fail(
                 BuildError::WorkDir {
                     path: rootfs,

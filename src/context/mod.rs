@@ -10,8 +10,8 @@
 //!
 //! The Dockerfile is found the way Kaniko finds it, so Task args keep working: the path as given
 //! (absolute, or relative to the working directory) when it exists, else relative to the context.
-//! The bare default name `Dockerfile` is the exception: the context's comes first, as Docker
-//! takes it, so a build run from a directory holding another Dockerfile does not pick that one.
+//! Kaniko's order holds for the default name `Dockerfile` too (same args, same image); when the
+//! working directory's file wins over a different one in the context, a warning says so.
 //! `.dockerignore` is read the way BuildKit reads it: `<Dockerfile>.dockerignore` beside the
 //! Dockerfile first, then `.dockerignore` at the context root.
 
@@ -76,6 +76,11 @@ pub enum ContextError {
         source: crate::fs::FsError,
         hint: &'static str,
     },
+    #[error(
+        "context {context}: {path} is a symlink leading outside the archive\nhint: put the \
+         file itself in the archive"
+    )]
+    LeavesArchive { context: String, path: PathBuf },
     #[error(transparent)]
     Pattern(#[from] PatternError),
 }
@@ -94,7 +99,9 @@ impl BuildContext {
     /// Resolves the context directory, the Dockerfile and the ignore rules. A `tar://` context
     /// is unpacked into `unpack_dir` (created; it should be empty) first.
     pub fn open(spec: &ContextSpec, unpack_dir: &Path) -> Result<BuildContext, ContextError> {
-        let dir = match context_source(&spec.context)? {
+        let source = context_source(&spec.context)?;
+        let unpacked = !matches!(source, Source::Dir(_));
+        let dir = match source {
             Source::Dir(dir) => dir,
             Source::TarFile(path) => {
                 let file = std::fs::File::open(&path).map_err(|source| ContextError::Read {
@@ -122,6 +129,19 @@ impl BuildContext {
         let root = absolute(&root)?;
         let dockerfile = find_dockerfile(&spec.dockerfile, &root)?;
         let (ignore_file, ignore) = read_ignore(&dockerfile, &root)?;
+        // An archive is not the user's directory: a Dockerfile or .dockerignore of it that is a
+        // symlink must not make kbuild read (and quote in errors) a file of the host.
+        if unpacked {
+            let unpack_dir = absolute(unpack_dir)?;
+            for path in std::iter::once(&dockerfile).chain(ignore_file.as_ref()) {
+                if path.starts_with(&unpack_dir) && !resolves_inside(path, &unpack_dir) {
+                    return Err(ContextError::LeavesArchive {
+                        context: spec.context.clone(),
+                        path: path.clone(),
+                    });
+                }
+            }
+        }
         Ok(BuildContext {
             root,
             dockerfile,
@@ -156,6 +176,14 @@ fn context_source(context: &str) -> Result<Source, ContextError> {
     Ok(Source::Dir(PathBuf::from(context)))
 }
 
+/// Whether `path`, symlinks followed, is inside `root`.
+fn resolves_inside(path: &Path, root: &Path) -> bool {
+    match (std::fs::canonicalize(path), std::fs::canonicalize(root)) {
+        (Ok(path), Ok(root)) => path.starts_with(root),
+        _ => false,
+    }
+}
+
 /// Unpacks a context archive into `dir`, every entry kept inside it.
 fn unpack(context: &str, archive: impl std::io::Read, dir: &Path) -> Result<PathBuf, ContextError> {
     let err = |source| ContextError::Archive {
@@ -185,17 +213,23 @@ fn absolute(path: &Path) -> Result<PathBuf, ContextError> {
 }
 
 /// Finds the Dockerfile the way Kaniko does: the path as given (absolute, or relative to the
-/// working directory) when it is a file, else relative to the context root; the default name
-/// `Dockerfile` alone is looked up in the context first.
+/// working directory) when it is a file, else relative to the context root.
 pub fn find_dockerfile(given: &Path, root: &Path) -> Result<PathBuf, ContextError> {
     let in_context = root.join(given);
-    let mut candidates = [given, in_context.as_path()];
-    if given == Path::new("Dockerfile") {
-        candidates.reverse();
-    }
-    for candidate in candidates {
+    for candidate in [given, in_context.as_path()] {
         if candidate.is_file() {
-            return absolute(candidate);
+            let found = absolute(candidate)?;
+            let other = absolute(&in_context)?;
+            if given.is_relative() && other != found && other.is_file() {
+                tracing::warn!(
+                    "using {} from the working directory, as Kaniko does; the context has \
+                     another one at {} (pass --dockerfile={} to build that)",
+                    found.display(),
+                    other.display(),
+                    other.display()
+                );
+            }
+            return Ok(found);
         }
     }
     Err(ContextError::NoDockerfile {
@@ -284,6 +318,37 @@ mod tests {
         );
     }
 
+    /// Regression test: extraction keeps entries inside, but a Dockerfile that is a symlink to
+    /// a host file was read (and could be quoted in a parse error).
+    #[test]
+    fn tar_context_dockerfile_symlink_to_the_host_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("host-secret");
+        std::fs::write(&secret, "FROM scratch\n").unwrap();
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::Symlink);
+        header.set_size(0);
+        header.set_mode(0o777);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        builder
+            .append_link(&mut header, "app.Dockerfile", &secret)
+            .unwrap();
+        let archive = dir.path().join("link.tar");
+        std::fs::write(&archive, builder.into_inner().unwrap()).unwrap();
+        let mut s = spec(dir.path(), "app.Dockerfile");
+        s.context = format!("tar://{}", archive.display());
+        let err = BuildContext::open(&s, &dir.path().join("work/context"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("is a symlink leading outside the archive"),
+            "{err}"
+        );
+    }
+
     #[test]
     fn tar_context_entry_outside_the_archive_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -330,22 +395,21 @@ mod tests {
         );
     }
 
-    /// Regression test: `examples/run.sh` (the README's main command), run from the repository,
-    /// built the repository's own Dockerfile instead of each example's. The working directory
-    /// of unit tests is the repository, which has a Dockerfile.
+    /// Kaniko's order, the default name included: a Task that relies on the working
+    /// directory's Dockerfile must build the same image with kbuild. The working directory of
+    /// unit tests is the repository, which has a Dockerfile.
     #[test]
-    fn default_dockerfile_name_prefers_the_context_over_the_working_directory() {
+    fn relative_dockerfile_is_looked_up_in_the_working_directory_first_as_kaniko_does() {
         assert!(
             Path::new("Dockerfile").is_file(),
             "tests run in the repository"
         );
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
-        let ctx = BuildContext::open(&spec(dir.path(), "Dockerfile"), &unused(&dir)).unwrap();
-        assert_eq!(ctx.dockerfile, dir.path().join("Dockerfile"));
-        // Any other relative path keeps Kaniko's order: the working directory first.
-        let ctx = BuildContext::open(&spec(dir.path(), "./Dockerfile"), &unused(&dir)).unwrap();
-        assert_eq!(ctx.dockerfile, std::path::absolute("./Dockerfile").unwrap());
+        for given in ["Dockerfile", "./Dockerfile"] {
+            let ctx = BuildContext::open(&spec(dir.path(), given), &unused(&dir)).unwrap();
+            assert_eq!(ctx.dockerfile, std::path::absolute(given).unwrap());
+        }
     }
 
     #[test]

@@ -249,8 +249,12 @@ fn run_prepared(
         Some(path) => path.clone(),
         None => std::env::current_exe()?,
     };
-    let (out_read, out_write) = nix::unistd::pipe().map_err(std::io::Error::from)?;
-    let (report_read, report_write) = nix::unistd::pipe().map_err(std::io::Error::from)?;
+    // Close-on-exec: stages run RUNs at the same time, and a helper started by another thread
+    // between these pipes' creation and this spawn must not inherit their write ends (the
+    // reader here would wait for that other RUN to end, and it could write into this log).
+    let cloexec = nix::fcntl::OFlag::O_CLOEXEC;
+    let (out_read, out_write) = nix::unistd::pipe2(cloexec).map_err(std::io::Error::from)?;
+    let (report_read, report_write) = nix::unistd::pipe2(cloexec).map_err(std::io::Error::from)?;
     let out_write2 = out_write.try_clone()?;
     let report_raw = report_write.as_raw_fd();
     let mut command = Command::new(&helper);
@@ -263,7 +267,14 @@ fn run_prepared(
     // SAFETY: only async-signal-safe syscalls between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            if nix::libc::dup2(report_raw, REPORT_FD) < 0 {
+            // dup2 onto another number clears close-on-exec on the copy; onto itself it does
+            // nothing, so the flag is cleared by hand.
+            let kept = if report_raw == REPORT_FD {
+                nix::libc::fcntl(REPORT_FD, nix::libc::F_SETFD, 0)
+            } else {
+                nix::libc::dup2(report_raw, REPORT_FD)
+            };
+            if kept < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             nix::libc::prctl(nix::libc::PR_SET_PDEATHSIG, nix::libc::SIGKILL);

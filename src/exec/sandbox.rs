@@ -165,7 +165,11 @@ fn mount_rootfs(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> 
     for (path, content) in &spec.dev_files {
         let target = root.join("dev").join(path);
         if let Some(parent) = target.parent() {
+            // 0755 whatever the umask: a non-root USER must reach the script.
             std::fs::create_dir_all(parent)
+                .and_then(|()| {
+                    std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o755))
+                })
                 .map_err(|e| format!("mkdir {}: {e}", parent.display()))?;
         }
         std::fs::write(&target, content)

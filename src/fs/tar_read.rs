@@ -124,7 +124,7 @@ impl<R: Read> TarReader<R> {
                 if header.cksum()? != sum {
                     return Err(invalid("header checksum mismatch"));
                 }
-                header.entry_size()
+                numeric(&header.as_old().size, || header.entry_size())
             })();
             let mut size = match parsed {
                 Ok(size) => size,

@@ -126,7 +126,9 @@ async fn push_one(
                      the manifest again ({again}/2)"
                 );
                 tokio::time::sleep(std::time::Duration::from_millis(200 * again)).await;
-                outcomes = push_blobs(client, image, destination, mount_sources, store).await?;
+                // The first round's transfers stand; this round adds what it had to send again.
+                let resent = push_blobs(client, image, destination, mount_sources, store).await?;
+                outcomes.extend(resent.into_iter().filter(|o| *o != BlobPush::Existed));
             }
             other => break other?,
         }

@@ -5,7 +5,8 @@
 use std::process::Command;
 
 /// Regression test: run from the repository, the script built the repository's own Dockerfile
-/// instead of each example's, and failed.
+/// instead of each example's (a relative --dockerfile is looked up in the working directory
+/// first, as Kaniko does), and failed.
 #[test]
 fn examples_run_sh_builds_every_example_from_the_repository_root() {
     let repo = env!("CARGO_MANIFEST_DIR");

@@ -281,6 +281,30 @@ fn build_run_heredoc_with_an_interpreter_line_runs_as_a_script() {
         "{history:?}"
     );
 
+    // Regression: under a strict umask (077) the script's directory was 0700 and a non-root USER
+    // got "permission denied" (exit 126).
+    write(
+        &ctx,
+        "user.Dockerfile",
+        "ARG BASE\nFROM $BASE\nUSER app\nWORKDIR /w\nRUN <<SH\n#!/bin/sh\nid -u > uid.txt\nSH\n",
+    );
+    let script = format!(
+        "umask 077 && exec '{}' build --context='{}' --dockerfile='{}' --destination={} \
+         --kaniko-dir='{}' --build-arg=BASE={} --insecure --insecure-pull",
+        env!("CARGO_BIN_EXE_kbuild"),
+        ctx.display(),
+        ctx.join("user.Dockerfile").display(),
+        world.image("shebang:user"),
+        world.work_dir().display(),
+        world.base(),
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    assert_eq!(world.pull("shebang:user").read("/w/uid.txt"), "1000\n");
+
     // chroot isolation has no /dev of its own: the RUN fails saying so.
     let out = world.build(&ctx, "shebang:2", &["--isolation=chroot"]);
     let (_, stderr) = text(&out);

@@ -342,4 +342,15 @@ fn blank_numeric_header_fields_read_as_zero() {
     let meta = std::fs::symlink_metadata(dir.path().join("blank")).unwrap();
     assert_eq!((meta.uid(), meta.gid(), meta.mtime()), (0, 0, 0));
     assert_eq!(std::fs::read(dir.path().join("blank")).unwrap(), b"data");
+
+    // A blank size is 0 too (a directory entry written by such an archiver).
+    let mut t = Tar::new();
+    t.dir("d/", 0o755);
+    let mut bytes = t.finish();
+    bytes[124..136].fill(0);
+    bytes[148..156].copy_from_slice(b"        ");
+    let sum: u32 = bytes[..512].iter().map(|b| u32::from(*b)).sum();
+    bytes[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+    extract_layer(&root, "sha256:blank-size", &bytes[..]).unwrap();
+    assert!(dir.path().join("d").is_dir());
 }

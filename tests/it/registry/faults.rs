@@ -255,6 +255,8 @@ fn manifest_refused_for_a_vanished_blob_is_sent_again_with_its_blobs() {
         .unwrap();
     assert_eq!(pushed[0].digest, image.digest);
     assert_eq!(proxy.count("PUT", "/v2/raced/app/manifests/1"), 2);
+    // Config and layer the first time, the layer again: the counts keep both rounds.
+    assert_eq!((pushed[0].uploaded, pushed[0].existed), (3, 0));
     let (_d2, dst) = store();
     let pulled = rt
         .block_on(pull_image(&client, &dest, &Platform::host(), &dst))
