@@ -71,34 +71,204 @@ pub(super) fn prepare(
         scratch: Vec::new(),
     };
     let workdir = current_workdir(state);
-    for (i, m) in mounts.iter().enumerate() {
+    let mut targets = Vec::new();
+    for m in mounts {
         // A secret or an SSH agent needs a flag to come from; kbuild has none yet. (Checked
         // first: they need no target.)
-        let unsupported = || not_supported("RUN --mount=type=secret and type=ssh");
         if matches!(m.kind, MountType::Secret | MountType::Ssh) {
-            return Err(unsupported());
+            return Err(not_supported("RUN --mount=type=secret and type=ssh"));
         }
         let target = target_of(m, &workdir).filter(|t| t != "/").ok_or_else(|| {
             instruction_err(location, format!("--mount={}: needs a target", m.spec))
         })?;
+        // The sandbox mounts these itself; a mount there would land on its tmpfs or on the
+        // kernel's own files (/proc/self/root leads to the host).
+        if ["/proc", "/sys", "/dev"]
+            .iter()
+            .any(|top| target == *top || target.starts_with(&format!("{top}/")))
+        {
+            return Err(instruction_err(
+                location,
+                format!("--mount={}: {target} belongs to the RUN's sandbox", m.spec),
+            ));
+        }
+        targets.push(target);
+    }
+    let locks = cache_locks(state, mounts, &targets, location)?;
+    for (i, (m, target)) in mounts.iter().zip(&targets).enumerate() {
         let kind = match m.kind {
             MountType::Tmpfs => RunMountKind::Tmpfs { size: m.size },
-            MountType::Cache => cache_dir(state, m, &target, location, &mut out)?,
+            MountType::Cache => cache_dir(state, m, target, location, &locks, &mut out)?,
             MountType::Bind => bind_copy(state, m, i, location, &mut out)?,
-            MountType::Secret | MountType::Ssh => return Err(unsupported()),
+            MountType::Secret | MountType::Ssh => {
+                return Err(not_supported("RUN --mount=type=secret and type=ssh"));
+            }
         };
-        out.mounts.push(RunMount { target, kind });
+        out.mounts.push(RunMount {
+            target: target.clone(),
+            kind,
+        });
     }
+    out._locks = locks.into_values().flatten().collect();
+    // Parents before children, as BuildKit mounts them: `target=.` then `target=node_modules`
+    // puts the cache inside the bind, whatever the order written.
+    out.mounts.sort_by(|a, b| {
+        let depth = |t: &str| t.split('/').filter(|c| !c.is_empty()).count();
+        depth(&a.target).cmp(&depth(&b.target))
+    });
+    stub_nested_targets(&out.mounts, location)?;
     Ok(out)
 }
 
-/// Where cache mounts live: the persistent `--cache-dir` when it exists, else the work root.
+/// A mount inside a read-only bind needs its mount point in the bind's (scratch) copy.
+fn stub_nested_targets(mounts: &[RunMount], location: &str) -> Result<(), BuildError> {
+    for outer in mounts {
+        let RunMountKind::Bind {
+            source, dir: true, ..
+        } = &outer.kind
+        else {
+            continue;
+        };
+        let prefix = format!("{}/", outer.target.trim_end_matches('/'));
+        let root = Root::open(source).map_err(fs_err(location))?;
+        for inner in mounts {
+            let Some(rel) = inner.target.strip_prefix(&prefix) else {
+                continue;
+            };
+            let inner_is_dir = match &inner.kind {
+                RunMountKind::Bind { dir, .. } => *dir,
+                RunMountKind::Tmpfs { .. } => true,
+            };
+            // The copy may hold symlinks; a mount point is never made through one.
+            let mut walked = PathBuf::new();
+            for part in Path::new(rel).components() {
+                walked.push(part);
+                let stat = root.try_lstat(&walked).map_err(fs_err(location))?;
+                if stat.is_some_and(|s| s.kind == FileKind::Symlink) {
+                    return Err(instruction_err(
+                        location,
+                        format!(
+                            "RUN --mount target {}: {}/{} is a symlink (a mount target may not \
+                             go through a symlink)",
+                            inner.target,
+                            outer.target.trim_end_matches('/'),
+                            walked.display()
+                        ),
+                    ));
+                }
+            }
+            let parent_rel = Path::new(rel).parent().unwrap_or(Path::new(""));
+            root.create_dir_all(parent_rel, 0o755)
+                .map_err(fs_err(location))?;
+            if inner_is_dir {
+                root.create_dir_all(rel, 0o755).map_err(fs_err(location))?;
+            } else if root.try_lstat(rel).map_err(fs_err(location))?.is_none() {
+                root.create_file(rel, 0o644).map_err(fs_err(location))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Where cache mounts live: the persistent `--cache-dir` when it exists and is writable, else
+/// the work root.
 fn cache_root(state: &StageState) -> PathBuf {
     let exec = state.exec;
+    let fallback = exec.work.parent().unwrap_or(exec.work).join("run-cache");
     match &exec.request.cache_dir {
-        Some(dir) if dir.is_dir() => dir.join("run-cache"),
-        _ => exec.work.parent().unwrap_or(exec.work).join("run-cache"),
+        Some(dir) if dir.is_dir() => {
+            let root = dir.join("run-cache");
+            match std::fs::create_dir_all(&root) {
+                Ok(()) => root,
+                Err(e) => {
+                    tracing::warn!(
+                        "cache mounts: {} is not usable ({e}); keeping them in {}",
+                        root.display(),
+                        fallback.display()
+                    );
+                    fallback
+                }
+            }
+        }
+        _ => fallback,
     }
+}
+
+/// The directory name of a cache id: its digest, so no id can reach outside the cache root.
+fn cache_name(m: &Mount, target: &str) -> String {
+    // BuildKit's default id is the target as written (cleaned), relative or not.
+    let id =
+        m.id.clone()
+            .or_else(|| m.target.as_deref().map(clean_relative))
+            .unwrap_or_else(|| target.to_string());
+    crate::digest::Digest::of(id.as_bytes()).hex()
+}
+
+fn clean_relative(target: &str) -> String {
+    if target.starts_with('/') {
+        clean(target)
+    } else {
+        clean(&format!("/{target}"))
+            .trim_start_matches('/')
+            .to_string()
+    }
+}
+
+/// Takes the locks the RUN's cache mounts ask for, each cache once and in name order (two
+/// mounts of one id in a RUN, or two stages taking two ids in opposite orders, cannot deadlock):
+/// `locked` exclusive, `private` exclusive if free (else the mount gets a throw-away directory:
+/// None here), `shared` shared, so `locked` excludes `shared` users too.
+fn cache_locks(
+    state: &StageState,
+    mounts: &[Mount],
+    targets: &[String],
+    location: &str,
+) -> Result<std::collections::BTreeMap<String, Option<File>>, BuildError> {
+    let mut wanted: std::collections::BTreeMap<String, Sharing> = Default::default();
+    for (m, target) in mounts.iter().zip(targets) {
+        if m.kind != MountType::Cache {
+            continue;
+        }
+        let sharing = m.sharing.unwrap_or(Sharing::Shared);
+        let rank = |s: Sharing| match s {
+            Sharing::Shared => 0,
+            Sharing::Private => 1,
+            Sharing::Locked => 2,
+        };
+        let entry = wanted.entry(cache_name(m, target)).or_insert(sharing);
+        if rank(sharing) > rank(*entry) {
+            *entry = sharing;
+        }
+    }
+    if wanted.is_empty() {
+        return Ok(Default::default());
+    }
+    let root = cache_root(state);
+    let err = |path: &Path, e: std::io::Error| {
+        instruction_err(location, format!("cache mount {}: {e}", path.display()))
+    };
+    std::fs::create_dir_all(&root).map_err(|e| err(&root, e))?;
+    let mut locks = std::collections::BTreeMap::new();
+    for (name, sharing) in wanted {
+        let path = root.join(format!("{name}.lock"));
+        let file = File::create(&path).map_err(|e| err(&path, e))?;
+        use rustix::fs::{FlockOperation, flock};
+        let held = match sharing {
+            Sharing::Shared => flock(&file, FlockOperation::LockShared).map(|()| true),
+            Sharing::Locked => {
+                if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
+                    tracing::info!("{location}: waiting for the cache mount another build holds");
+                    flock(&file, FlockOperation::LockExclusive).map(|()| true)
+                } else {
+                    Ok(true)
+                }
+            }
+            Sharing::Private => Ok(flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok()),
+        }
+        .map_err(|e| err(&path, e.into()))?;
+        locks.insert(name, held.then_some(file));
+    }
+    Ok(locks)
 }
 
 fn cache_dir(
@@ -106,53 +276,48 @@ fn cache_dir(
     m: &Mount,
     target: &str,
     location: &str,
+    locks: &std::collections::BTreeMap<String, Option<File>>,
     out: &mut PreparedMounts,
 ) -> Result<RunMountKind, BuildError> {
     if m.from.is_some() || m.source.is_some() {
         return Err(not_supported("RUN --mount=type=cache with from or source"));
     }
-    let id = m.id.clone().unwrap_or_else(|| target.to_string());
-    // The id names a directory by its digest: no id can reach outside the cache root.
-    let name = crate::digest::Digest::of(id.as_bytes()).hex();
-    let root = cache_root(state);
-    let io_err = |path: &Path, source: std::io::Error| BuildError::WorkDir {
-        path: path.to_path_buf(),
-        source,
+    let name = cache_name(m, target);
+    let err = |path: &Path, e: std::io::Error| {
+        instruction_err(location, format!("cache mount {}: {e}", path.display()))
     };
-    std::fs::create_dir_all(&root).map_err(|e| io_err(&root, e))?;
-    let lock_path = root.join(format!("{name}.lock"));
-    let lock = File::create(&lock_path).map_err(|e| io_err(&lock_path, e))?;
-    let mut dir = root.join(&name);
-    match m.sharing.unwrap_or(Sharing::Shared) {
-        Sharing::Shared => {}
-        Sharing::Locked => {
-            rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
-                .map_err(|e| io_err(&lock_path, e.into()))?;
-            out._locks.push(lock);
+    let dir = match locks.get(&name) {
+        // `private` and someone else has it: this RUN gets a cache of its own, thrown away.
+        Some(None) => {
+            let dir = state
+                .exec
+                .work
+                .join("private-cache")
+                .join(format!("{}-{}-{name}", state.index, state.run_counter));
+            out.scratch.push(dir.clone());
+            dir
         }
-        Sharing::Private => {
-            match rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
-                Ok(()) => out._locks.push(lock),
-                Err(_) => {
-                    // Someone else uses it: this RUN gets a cache of its own, thrown away.
-                    dir = state
-                        .exec
-                        .work
-                        .join("private-cache")
-                        .join(format!("{}-{}-{name}", state.index, state.run_counter));
-                    out.scratch.push(dir.clone());
-                }
-            }
-        }
-    }
+        _ => cache_root(state).join(&name),
+    };
     if !dir.exists() {
-        std::fs::create_dir_all(&dir).map_err(|e| io_err(&dir, e))?;
+        std::fs::create_dir_all(&dir).map_err(|e| err(&dir, e))?;
         let mode = m.mode.unwrap_or(0o755);
         std::fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode))
-            .map_err(|e| io_err(&dir, e))?;
-        std::os::unix::fs::chown(&dir, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
-            .map_err(|e| io_err(&dir, e))?;
-        tracing::info!("{location}: new cache mount {id:?} at {}", dir.display());
+            .map_err(|e| err(&dir, e))?;
+        let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+        match std::os::unix::fs::chown(&dir, Some(uid), Some(gid)) {
+            Ok(()) => {}
+            // Not root (a rootless build): the directory stays the builder's, which a user
+            // namespace shows as root.
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                tracing::debug!(
+                    "cache mount {}: not owned by {uid}:{gid}: {e}",
+                    dir.display()
+                );
+            }
+            Err(e) => return Err(err(&dir, e)),
+        }
+        tracing::info!("{location}: new cache mount at {}", dir.display());
     }
     Ok(RunMountKind::Bind {
         source: dir,

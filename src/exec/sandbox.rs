@@ -8,14 +8,16 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::FromRawFd;
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 
+use nix::fcntl::{OFlag, openat};
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::stat::{Mode, SFlag};
 use nix::unistd::{Gid, Uid};
 
 use super::{Isolation, REPORT_FD, SandboxReport, SandboxSpec};
@@ -200,10 +202,87 @@ fn mount_rootfs(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> 
     nix::unistd::chdir("/").map_err(|e| format!("chdir /: {e}"))
 }
 
-/// One `RUN --mount`, on a target the parent made sure is a real directory (or file) inside the
-/// rootfs, reached without a symlink.
+/// Opens `name` below `parent` without following a symlink: a directory (created when missing,
+/// say inside an earlier tmpfs or cache mount) or, when `dir` is false, a regular file (created
+/// empty when missing). The result is an `O_PATH` descriptor to mount on.
+fn open_component(parent: &OwnedFd, name: &str, dir: bool) -> Result<OwnedFd, nix::Error> {
+    let path_flags = OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+    let kind = if dir {
+        OFlag::O_DIRECTORY
+    } else {
+        OFlag::empty()
+    };
+    match openat(parent.as_fd(), name, path_flags | kind, Mode::empty()) {
+        Err(nix::Error::ENOENT) if dir => {
+            nix::sys::stat::mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755))?;
+        }
+        Err(nix::Error::ENOENT) => {
+            let create = OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW;
+            openat(
+                parent.as_fd(),
+                name,
+                create | OFlag::O_CLOEXEC,
+                Mode::from_bits_truncate(0o644),
+            )?;
+        }
+        other => {
+            let fd = other?;
+            let st = nix::sys::stat::fstat(fd.as_fd())?;
+            let is_file = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG;
+            // O_NOFOLLOW with O_PATH opens a symlink itself rather than failing: refuse it.
+            return if dir || is_file {
+                Ok(fd)
+            } else {
+                Err(nix::Error::ELOOP)
+            };
+        }
+    }
+    openat(parent.as_fd(), name, path_flags | kind, Mode::empty())
+}
+
+/// The parent directory of a mount target and the target's last component, reached from the
+/// rootfs one component at a time without following a symlink, through earlier mounts too.
+fn walk_to_parent<'a>(root: &Path, target: &'a str) -> Result<(OwnedFd, &'a str), String> {
+    let parts = super::rel_components(target)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(|| format!("RUN --mount target {target:?} is not a path in the rootfs"))?;
+    let refuse = |e: nix::Error| {
+        format!(
+            "RUN --mount target {target}: {e} (a mount target may not go through a symlink, \
+             and must exist or be creatable)"
+        )
+    };
+    let mut fd: OwnedFd = File::open(root)
+        .map_err(|e| format!("open {}: {e}", root.display()))?
+        .into();
+    let (last, dirs) = parts
+        .split_last()
+        .ok_or_else(|| refuse(nix::Error::EINVAL))?;
+    for part in dirs {
+        fd = open_component(&fd, part, true).map_err(refuse)?;
+    }
+    Ok((fd, last))
+}
+
+/// One `RUN --mount`. The target is reached without following any symlink (a symlink in the
+/// rootfs, or one inside an earlier mount, could point at the host while its `/` is still
+/// visible) and mounted on through `/proc/self/fd`, so the kernel never resolves the path again.
 fn mount_one(root: &Path, m: &super::RunMount) -> Result<(), String> {
-    let target = root.join(m.target.trim_start_matches('/'));
+    let dir = match &m.kind {
+        super::RunMountKind::Bind { dir, .. } => *dir,
+        super::RunMountKind::Tmpfs { .. } => true,
+    };
+    let (parent, last) = walk_to_parent(root, &m.target)?;
+    let refuse = |e: nix::Error| {
+        format!(
+            "RUN --mount target {}: {e} (a mount target may not go through a symlink, and must \
+             exist or be creatable)",
+            m.target
+        )
+    };
+    let target_fd = open_component(&parent, last, dir).map_err(refuse)?;
+    let target = PathBuf::from(format!("/proc/self/fd/{}", target_fd.as_raw_fd()));
+    let shown = Path::new(&m.target);
     match &m.kind {
         super::RunMountKind::Bind {
             source, writable, ..
@@ -215,15 +294,25 @@ fn mount_one(root: &Path, m: &super::RunMount) -> Result<(), String> {
                 MsFlags::MS_BIND | MsFlags::MS_REC,
                 NONE,
             )
-            .map_err(|e| mount_err("bind", &target, e))?;
+            .map_err(|e| mount_err("bind", shown, e))?;
             if !writable {
-                let flags = MsFlags::MS_BIND
+                // The new mount's root, reached the same careful way, carries the remount; the
+                // flags the source filesystem locks (nosuid, nodev, noexec in a user namespace)
+                // are kept.
+                let mounted = open_component(&parent, last, dir).map_err(refuse)?;
+                let at = PathBuf::from(format!("/proc/self/fd/{}", mounted.as_raw_fd()));
+                let mut flags = MsFlags::MS_BIND
                     | MsFlags::MS_REMOUNT
                     | MsFlags::MS_RDONLY
                     | MsFlags::MS_NOSUID
                     | MsFlags::MS_NODEV;
-                mount(NONE, &target, NONE, flags, NONE)
-                    .map_err(|e| mount_err("read-only remount", &target, e))?;
+                if nix::sys::statvfs::fstatvfs(&mounted)
+                    .is_ok_and(|s| s.flags().contains(nix::sys::statvfs::FsFlags::ST_NOEXEC))
+                {
+                    flags |= MsFlags::MS_NOEXEC;
+                }
+                mount(NONE, &at, NONE, flags, NONE)
+                    .map_err(|e| mount_err("read-only remount", shown, e))?;
             }
         }
         super::RunMountKind::Tmpfs { size } => {
@@ -235,7 +324,7 @@ fn mount_one(root: &Path, m: &super::RunMount) -> Result<(), String> {
                 MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
                 options.as_deref(),
             )
-            .map_err(|e| mount_err("tmpfs", &target, e))?;
+            .map_err(|e| mount_err("tmpfs", shown, e))?;
         }
     }
     Ok(())

@@ -157,3 +157,101 @@ fn build_run_mount_refusals_are_clear() {
     assert!(!out.status.success());
     assert!(stderr.contains("may not go through a symlink"), "{stderr}");
 }
+
+/// Mounts go parents first whatever the order written (BuildKit's rule), so a cache inside a
+/// bind of the context works; one cache id used twice with `sharing=locked` in one RUN does not
+/// wait for itself.
+#[test]
+fn build_nested_mounts_and_a_locked_cache_used_twice() {
+    let world = World::new();
+    let ctx = world.context("nested-mounts");
+    write(&ctx, "package.json", "{}\n");
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nWORKDIR /app\n\
+         RUN --mount=type=cache,target=node_modules --mount=type=bind,target=. \
+         sh -c 'cat package.json > /seen.json && echo run >> node_modules/runs \
+         && wc -l < node_modules/runs > /runs.txt'\n\
+         RUN --mount=type=cache,id=x,target=/a,sharing=locked \
+         --mount=type=cache,id=x,target=/b,sharing=locked sh -c 'echo same > /a/f && cat /b/f > /same.txt'\n",
+    );
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let first = world.build(&ctx, "nested:1", &[]);
+            let second = world.build(&ctx, "nested:2", &[]);
+            let _ = done_tx.send((first, second));
+        });
+        let (first, second) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(120))
+            .expect("the builds did not end: a cache lock waits for itself");
+        assert_success(&first);
+        assert_success(&second);
+    });
+    let image = world.pull("nested:2");
+    assert_eq!(image.read("/seen.json"), "{}\n");
+    assert_eq!(
+        image.read("/runs.txt").trim(),
+        "2",
+        "the cache inside the bind was kept"
+    );
+    assert_eq!(image.read("/same.txt"), "same\n");
+    assert!(!image.exists("/app/node_modules"));
+}
+
+/// Safety: a symlink inside an earlier mount (here the bound context's `src/l -> /opt`) is not
+/// followed to place a later mount, which could land on the host while its `/` is visible.
+#[test]
+fn build_mount_target_through_a_symlink_in_an_earlier_mount_is_refused() {
+    let world = World::new();
+    let ctx = world.context("mount-symlink");
+    write(&ctx, "src/keep.txt", "x\n");
+    let outside = world.dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::os::unix::fs::symlink(&outside, ctx.join("src/l")).unwrap();
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\n\
+         RUN --mount=type=bind,source=src,target=/s --mount=type=tmpfs,target=/s/l/x true\n",
+    );
+    let out = world.build(&ctx, "mount-symlink:1", &[]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("may not go through a symlink"), "{stderr}");
+    assert!(
+        !outside.join("x").exists(),
+        "a mount point was made outside the rootfs"
+    );
+
+    // The same through a cache mount, whose symlink an earlier RUN left: the sandbox itself
+    // walks the target and refuses it. `y` exists outside, so following the link would mount
+    // there (on the host path, in the RUN's namespace) and the RUN would succeed.
+    std::fs::create_dir_all(outside.join("y")).unwrap();
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "ARG BASE\nFROM $BASE\n\
+             RUN --mount=type=cache,id=trap,target=/c ln -sfn {} /c/l\n\
+             RUN --mount=type=cache,id=trap,target=/c --mount=type=tmpfs,target=/c/l/y true\n",
+            outside.display()
+        ),
+    );
+    let out = world.build(&ctx, "mount-symlink:3", &[]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("may not go through a symlink"), "{stderr}");
+    assert_eq!(std::fs::read_dir(outside.join("y")).unwrap().count(), 0);
+
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN --mount=type=tmpfs,target=/proc/self/root/tmp true\n",
+    );
+    let out = world.build(&ctx, "mount-symlink:2", &[]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("belongs to the RUN's sandbox"), "{stderr}");
+}
