@@ -203,6 +203,13 @@ pub fn write(dir: &Path, path: &str, content: &str) {
     std::fs::write(path, content).unwrap();
 }
 
+/// The build failed and its stderr says `needle`.
+pub fn assert_failure_says(out: &Output, needle: &str) {
+    let (_, stderr) = text(out);
+    assert!(!out.status.success(), "kbuild succeeded:\n{stderr}");
+    assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+}
+
 pub fn assert_success(out: &Output) {
     let (stdout, stderr) = text(out);
     assert!(
