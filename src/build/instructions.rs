@@ -409,7 +409,13 @@ fn run_instruction(
     let spec = RunSpec {
         rootfs: state.rootfs.clone(),
         argv: argv.clone(),
-        env: state.env.run_env(),
+        // Secrets exposed as variables (`--mount=type=secret,env=`) join for this RUN only.
+        env: state
+            .env
+            .run_env()
+            .into_iter()
+            .chain(mounts.env.iter().cloned())
+            .collect(),
         cwd: current_workdir(state),
         user,
         isolation: request.isolation,

@@ -29,6 +29,7 @@ pub mod phases;
 pub mod report;
 mod run_mounts;
 mod schedule;
+pub mod secrets;
 mod stage;
 
 use std::collections::BTreeMap;
@@ -85,6 +86,8 @@ pub struct BuildRequest {
     pub sandbox_helper: Option<PathBuf>,
     /// The layer cache; None when it is off.
     pub cache: Option<CacheOptions>,
+    /// `--secret`s, for `RUN --mount=type=secret`.
+    pub secrets: secrets::Secrets,
 }
 
 /// The layer cache's settings (Kaniko's `--cache*` flags).

@@ -13,8 +13,12 @@
 //! Relative targets are relative to WORKDIR. Nothing a mount holds reaches a layer: the mounts
 //! live in the RUN's mount namespace and their mount points are removed after it.
 //!
-//! Left out: `type=secret` and `type=ssh` (no `--secret`/`--ssh` flags yet), and `from`/`source`
-//! for cache mounts; each is refused with "not supported yet".
+//! - `type=secret`: a `--secret` value as a read-only file (`/run/secrets/<id>` by default, mode
+//!   0400, root) and/or an environment variable (`env=`); a secret nobody gave is skipped unless
+//!   `required`. Secrets are in no layer, key, history line or report.
+//!
+//! Left out: `type=ssh` (no `--ssh` flag yet), and `from`/`source` for cache mounts; each is
+//! refused with "not supported yet".
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -35,8 +39,11 @@ pub(super) struct PreparedMounts {
     pub mounts: Vec<RunMount>,
     /// Locks held on `sharing=locked` (and `private`) cache directories.
     _locks: Vec<File>,
-    /// Scratch directories (bind copies, private caches) removed when the RUN is done.
+    /// Scratch directories (bind copies, private caches, secret files) removed when the RUN is
+    /// done.
     scratch: Vec<PathBuf>,
+    /// `KEY=VALUE`s the RUN gets on top of its environment (secrets with `env=`).
+    pub env: Vec<String>,
 }
 
 impl Drop for PreparedMounts {
@@ -69,18 +76,23 @@ pub(super) fn prepare(
         mounts: Vec::new(),
         _locks: Vec::new(),
         scratch: Vec::new(),
+        env: Vec::new(),
     };
     let workdir = current_workdir(state);
-    let mut targets = Vec::new();
+    // The mounts to make, with their targets; a secret given to no `--secret` (not required)
+    // or exposed only as a variable makes none.
+    let mut planned: Vec<(&Mount, String)> = Vec::new();
     for m in mounts {
-        // A secret or an SSH agent needs a flag to come from; kbuild has none yet. (Checked
-        // first: they need no target.)
-        if matches!(m.kind, MountType::Secret | MountType::Ssh) {
-            return Err(not_supported("RUN --mount=type=secret and type=ssh"));
-        }
-        let target = target_of(m, &workdir).filter(|t| t != "/").ok_or_else(|| {
-            instruction_err(location, format!("--mount={}: needs a target", m.spec))
-        })?;
+        let target = match m.kind {
+            MountType::Ssh => return Err(not_supported("RUN --mount=type=ssh")),
+            MountType::Secret => match secret_target(state, m, &workdir, location, &mut out)? {
+                Some(target) => target,
+                None => continue,
+            },
+            _ => target_of(m, &workdir).filter(|t| t != "/").ok_or_else(|| {
+                instruction_err(location, format!("--mount={}: needs a target", m.spec))
+            })?,
+        };
         // The sandbox mounts these itself; a mount there would land on its tmpfs or on the
         // kernel's own files (/proc/self/root leads to the host).
         if ["/proc", "/sys", "/dev"]
@@ -92,17 +104,20 @@ pub(super) fn prepare(
                 format!("--mount={}: {target} belongs to the RUN's sandbox", m.spec),
             ));
         }
-        targets.push(target);
+        planned.push((m, target));
     }
-    let locks = cache_locks(state, mounts, &targets, location)?;
-    for (i, (m, target)) in mounts.iter().zip(&targets).enumerate() {
+    let (kept, targets): (Vec<Mount>, Vec<String>) = planned
+        .iter()
+        .map(|(m, t)| ((*m).clone(), t.clone()))
+        .unzip();
+    let locks = cache_locks(state, &kept, &targets, location)?;
+    for (i, (m, target)) in planned.iter().enumerate() {
         let kind = match m.kind {
             MountType::Tmpfs => RunMountKind::Tmpfs { size: m.size },
             MountType::Cache => cache_dir(state, m, target, location, &locks, &mut out)?,
             MountType::Bind => bind_copy(state, m, i, location, &mut out)?,
-            MountType::Secret | MountType::Ssh => {
-                return Err(not_supported("RUN --mount=type=secret and type=ssh"));
-            }
+            MountType::Secret => secret_file(state, m, i, location, &mut out)?,
+            MountType::Ssh => return Err(not_supported("RUN --mount=type=ssh")),
         };
         out.mounts.push(RunMount {
             target: target.clone(),
@@ -323,6 +338,110 @@ fn cache_dir(
         source: dir,
         writable: !m.readonly,
         dir: true,
+    })
+}
+
+/// The id of a secret mount (`id`, else `source`, else the target's file name).
+fn secret_id(m: &Mount) -> Option<String> {
+    m.id.clone().or_else(|| m.source.clone()).or_else(|| {
+        m.target
+            .as_deref()
+            .and_then(|t| Path::new(t).file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+    })
+}
+
+/// Where a secret mount goes (`/run/secrets/<id>` by default); None when there is nothing to
+/// mount: the secret was not given and is not required, or it is only a variable (`env=`
+/// without a target). A variable is added to the RUN's environment here.
+fn secret_target(
+    state: &StageState,
+    m: &Mount,
+    workdir: &str,
+    location: &str,
+    out: &mut PreparedMounts,
+) -> Result<Option<String>, BuildError> {
+    let id = secret_id(m).ok_or_else(|| {
+        instruction_err(
+            location,
+            format!("--mount={}: a secret needs an id", m.spec),
+        )
+    })?;
+    let Some(value) = state.exec.request.secrets.get(&id) else {
+        if m.required {
+            return Err(instruction_err(
+                location,
+                format!(
+                    "--mount={}: the secret {id:?} is required and was not given\nhint: pass \
+                     --secret id={id},src=PATH (or env=VAR)",
+                    m.spec
+                ),
+            ));
+        }
+        tracing::info!("{location}: secret {id:?} not given; the RUN goes without it");
+        return Ok(None);
+    };
+    if let Some(var) = &m.env {
+        out.env
+            .push(format!("{var}={}", String::from_utf8_lossy(value.bytes())));
+        if m.target.is_none() {
+            return Ok(None);
+        }
+    }
+    Ok(Some(
+        target_of(m, workdir).unwrap_or_else(|| format!("/run/secrets/{id}")),
+    ))
+}
+
+/// Writes a secret into a private scratch file (mode 0400 and root unless the mount says
+/// otherwise) to bind read-only over its target.
+fn secret_file(
+    state: &StageState,
+    m: &Mount,
+    i: usize,
+    location: &str,
+    out: &mut PreparedMounts,
+) -> Result<RunMountKind, BuildError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let id = secret_id(m).unwrap_or_default();
+    let value = state.exec.request.secrets.get(&id).ok_or_else(|| {
+        instruction_err(location, format!("--mount={}: no secret {id:?}", m.spec))
+    })?;
+    let dir = state
+        .exec
+        .work
+        .join("secrets")
+        .join(format!("{}-{}-{i}", state.index, state.run_counter));
+    let err = |e: std::io::Error| {
+        instruction_err(location, format!("--mount={}: secret file: {e}", m.spec))
+    };
+    std::fs::create_dir_all(&dir)
+        .and_then(|()| std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)))
+        .map_err(err)?;
+    out.scratch.push(dir.clone());
+    let file = dir.join("secret");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(err)?;
+    std::io::Write::write_all(&mut f, value.bytes()).map_err(err)?;
+    std::fs::set_permissions(
+        &file,
+        std::fs::Permissions::from_mode(m.mode.unwrap_or(0o400)),
+    )
+    .map_err(err)?;
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    if let Err(e) = std::os::unix::fs::chown(&file, Some(uid), Some(gid))
+        && e.kind() != std::io::ErrorKind::PermissionDenied
+    {
+        return Err(err(e));
+    }
+    Ok(RunMountKind::Bind {
+        source: file,
+        writable: false,
+        dir: false,
     })
 }
 

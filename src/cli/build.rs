@@ -98,6 +98,8 @@ pub fn request(args: &BuildArgs, log: &LogArgs) -> Result<BuildRequest, Error> {
         raw_run_output,
         sandbox_helper: None,
         cache,
+        secrets: build::secrets::parse(&args.kbuild.secrets, |name| std::env::var(name).ok())
+            .map_err(Error::Usage)?,
     })
 }
 

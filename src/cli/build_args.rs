@@ -339,6 +339,11 @@ pub struct KbuildArgs {
     /// How many independent stages build at once; 0: one per core, 1: one after another
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub max_parallel_stages: usize,
+
+    /// A secret for RUN --mount=type=secret: id=ID,src=PATH (a file) or id=ID,env=VAR (a
+    /// variable; id=ID alone reads the variable ID) (repeatable)
+    #[arg(long = "secret", value_name = "id=ID,src=PATH", action = ArgAction::Append)]
+    pub secrets: Vec<String>,
 }
 
 impl CacheArgs {

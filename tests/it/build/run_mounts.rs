@@ -122,10 +122,10 @@ fn build_run_mount_refusals_are_clear() {
     write(
         &ctx,
         "Dockerfile",
-        "ARG BASE\nFROM $BASE\nRUN --mount=type=secret,id=netrc cat /run/secrets/netrc\n",
+        "ARG BASE\nFROM $BASE\nRUN --mount=type=ssh true\n",
     );
     let out = world.build(&ctx, "mount-refusals:1", &[]);
-    assert_failure_says(&out, "type=secret and type=ssh is not supported yet");
+    assert_failure_says(&out, "RUN --mount=type=ssh is not supported yet");
 
     write(
         &ctx,
@@ -235,4 +235,92 @@ fn build_mount_target_through_a_symlink_in_an_earlier_mount_is_refused() {
     );
     let out = world.build(&ctx, "mount-symlink:2", &[]);
     assert_failure_says(&out, "belongs to the RUN's sandbox");
+}
+
+/// `--secret` values reach a RUN as a file and as a variable, and nowhere else: not in a layer,
+/// the config, the history or the report; a required secret nobody gave fails the build.
+#[test]
+fn build_secret_mounts_reach_the_run_and_nothing_else() {
+    let world = World::new();
+    let ctx = world.context("secrets");
+    let token = world.dir.path().join("token");
+    std::fs::write(&token, "s3cr3t-file").unwrap();
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\n\
+         RUN --mount=type=secret,id=token sh -c \
+         'sha256sum < /run/secrets/token > /sum.txt && ls -l /run/secrets/token | cut -c1-10 > /mode.txt'\n\
+         RUN --mount=type=secret,id=api,env=API_KEY,target=/etc/api sh -c \
+         'printf %s \"$API_KEY\" | sha256sum > /env-sum.txt && sha256sum < /etc/api > /api-sum.txt'\n\
+         RUN --mount=type=secret,id=absent echo optional secret skipped > /skipped.txt\n",
+    );
+    let report = world.dir.path().join("secrets.json");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kbuild"))
+        .arg("build")
+        .arg(format!("--context={}", ctx.display()))
+        .arg(format!("--dockerfile={}", ctx.join("Dockerfile").display()))
+        .arg(format!("--destination={}", world.image("secrets:1")))
+        .arg(format!("--kaniko-dir={}", world.work_dir().display()))
+        .arg(format!("--build-arg=BASE={}", world.base()))
+        .arg(format!("--secret=id=token,src={}", token.display()))
+        .arg("--secret=id=api,env=KBUILD_TEST_API")
+        .arg(format!("--report={}", report.display()))
+        .args(["--insecure", "--insecure-pull"])
+        .env("KBUILD_TEST_API", "s3cr3t-env")
+        .output()
+        .unwrap();
+    assert_success(&out);
+    let image = world.pull("secrets:1");
+    assert_eq!(image.read("/mode.txt"), "-r--------\n");
+    let sum = |text: &str| format!("{}  -\n", kbuild::digest::Digest::of(text.as_bytes()).hex());
+    assert_eq!(image.read("/sum.txt"), sum("s3cr3t-file"));
+    assert_eq!(image.read("/env-sum.txt"), sum("s3cr3t-env"));
+    assert_eq!(image.read("/api-sum.txt"), sum("s3cr3t-env"));
+    assert_eq!(image.read("/skipped.txt"), "optional secret skipped\n");
+    for gone in ["/run/secrets", "/etc/api"] {
+        assert!(!image.exists(gone), "{gone} stayed in a layer");
+    }
+    // Nowhere: not in any file of the image, its config and history, the report or the log.
+    let mut seen = Vec::new();
+    for entry in walk(&image.rootfs) {
+        if let Ok(bytes) = std::fs::read(&entry) {
+            seen.push((entry.display().to_string(), bytes));
+        }
+    }
+    seen.push(("config".into(), serde_json::to_vec(&image.config).unwrap()));
+    seen.push(("report".into(), std::fs::read(&report).unwrap()));
+    seen.push((
+        "log".into(),
+        [out.stdout.clone(), out.stderr.clone()].concat(),
+    ));
+    for (what, bytes) in &seen {
+        let text = String::from_utf8_lossy(bytes);
+        assert!(!text.contains("s3cr3t"), "a secret leaked into {what}");
+    }
+
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN --mount=type=secret,id=npmrc,required true\n",
+    );
+    let out = world.build(&ctx, "secrets:2", &[]);
+    assert_failure_says(&out, "the secret \"npmrc\" is required and was not given");
+}
+
+/// Every regular file below `dir`.
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => out.extend(walk(&path)),
+            Ok(t) if t.is_file() => out.push(path),
+            _ => {}
+        }
+    }
+    out
 }

@@ -16,7 +16,7 @@ const NOT_BUILDABLE: &[(&str, &str)] = &[
     ("escape-directive", "a Windows image: its RUN is PowerShell"),
     (
         "run-mounts",
-        "RUN --mount=type=secret/ssh and --network are not supported yet",
+        "RUN --mount=type=ssh and --network are not supported yet",
     ),
 ];
 
