@@ -393,9 +393,11 @@ fn run_instruction(
     run: &crate::dockerfile::instructions::Run,
     location: &str,
 ) -> Result<Outcome, BuildError> {
-    if run.network.is_some() || run.security.is_some() {
-        return Err(not_supported("RUN --network and --security"));
+    if run.security == Some(crate::dockerfile::run_options::SecurityMode::Insecure) {
+        return Err(not_supported("RUN --security=insecure"));
     }
+    // `default` and `host` are the step's network, as a RUN has by default.
+    let no_network = run.network == Some(crate::dockerfile::run_options::NetworkMode::None);
     let RunCommand {
         argv,
         created_by,
@@ -428,6 +430,7 @@ fn run_instruction(
         hostname: "kbuild".into(),
         dev_files,
         mounts: mounts.mounts.clone(),
+        no_network,
     };
     let raw = request.raw_run_output;
     let (board, name) = (&state.exec.board, &state.name);

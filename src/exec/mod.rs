@@ -91,6 +91,9 @@ pub struct RunSpec {
     /// `RUN --mount`s, mounted in this order. Need a mount namespace: chroot isolation refuses
     /// a RUN that has any.
     pub mounts: Vec<RunMount>,
+    /// `RUN --network=none`: a network namespace of its own with only loopback (up). Chroot
+    /// isolation refuses it.
+    pub no_network: bool,
 }
 
 /// One mount of a RUN (`RUN --mount`), prepared by the caller.
@@ -190,6 +193,9 @@ pub struct SandboxSpec {
     /// See [`RunSpec::mounts`].
     #[serde(default)]
     pub mounts: Vec<RunMount>,
+    /// See [`RunSpec::no_network`].
+    #[serde(default)]
+    pub no_network: bool,
 }
 
 /// What the helper reports on fd 3 when it ends.
@@ -244,6 +250,7 @@ fn run_prepared(
         files: prepared.files.clone(),
         dev_files: spec.dev_files.clone(),
         mounts: spec.mounts.clone(),
+        no_network: spec.no_network,
     };
     let helper = match &spec.helper {
         Some(path) => path.clone(),

@@ -49,10 +49,15 @@ pub fn main() -> ExitCode {
 }
 
 fn run(spec: &SandboxSpec) -> SandboxReport {
-    let isolation = match enter(spec.isolation, spec.user.uid) {
+    let isolation = match enter(spec.isolation, spec.user.uid, spec.no_network) {
         Ok(isolation) => isolation,
         Err((isolation, message)) => return SandboxReport::Failed { isolation, message },
     };
+    if spec.no_network
+        && let Err(message) = loopback_up()
+    {
+        return SandboxReport::Failed { isolation, message };
+    }
     match spawn_and_wait(spec, isolation) {
         Ok(code) => SandboxReport::Exited { isolation, code },
         Err(message) => SandboxReport::Failed { isolation, message },
@@ -97,7 +102,12 @@ fn setup_child(spec: &SandboxSpec, isolation: Isolation) -> Result<(), String> {
 }
 
 /// Enters the strongest isolation allowed, following the fallback chain for `Auto`.
-fn enter(wanted: Isolation, uid: u32) -> Result<Isolation, (Isolation, String)> {
+fn enter(wanted: Isolation, uid: u32, no_network: bool) -> Result<Isolation, (Isolation, String)> {
+    let net = if no_network {
+        CloneFlags::CLONE_NEWNET
+    } else {
+        CloneFlags::empty()
+    };
     let chain: &[Isolation] = match wanted {
         Isolation::Auto => &[
             Isolation::Namespaces,
@@ -111,11 +121,17 @@ fn enter(wanted: Isolation, uid: u32) -> Result<Isolation, (Isolation, String)> 
     let mut last = String::new();
     for &candidate in chain {
         let attempt = match candidate {
-            Isolation::Namespaces => unshare(namespaces()).map_err(|e| format!("unshare: {e}")),
+            Isolation::Namespaces => {
+                unshare(namespaces() | net).map_err(|e| format!("unshare: {e}"))
+            }
             Isolation::UserNamespace if uid != 0 => Err(format!(
                 "USER {uid} cannot run under user-namespace isolation: only root is mapped inside"
             )),
-            Isolation::UserNamespace => enter_user_namespace(),
+            Isolation::UserNamespace => enter_user_namespace(net),
+            Isolation::Chroot if no_network => Err(
+                "RUN --network=none needs a network namespace, and chroot isolation has none"
+                    .into(),
+            ),
             _ => Ok(()),
         };
         match attempt {
@@ -133,16 +149,47 @@ fn namespaces() -> CloneFlags {
         | CloneFlags::CLONE_NEWIPC
 }
 
-fn enter_user_namespace() -> Result<(), String> {
+fn enter_user_namespace(extra: CloneFlags) -> Result<(), String> {
     let uid = nix::unistd::getuid();
     let gid = nix::unistd::getgid();
-    unshare(CloneFlags::CLONE_NEWUSER | namespaces()).map_err(|e| format!("unshare: {e}"))?;
+    unshare(CloneFlags::CLONE_NEWUSER | namespaces() | extra)
+        .map_err(|e| format!("unshare: {e}"))?;
     let write = |file: &str, text: String| {
         std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("{file}: {e}"))
     };
     write("setgroups", "deny".into())?;
     write("uid_map", format!("0 {uid} 1"))?;
     write("gid_map", format!("0 {gid} 1"))
+}
+
+/// Brings up `lo` in a new network namespace (it starts down), as container runtimes do, so
+/// `RUN --network=none` still has 127.0.0.1.
+fn loopback_up() -> Result<(), String> {
+    use nix::libc;
+    // SAFETY: a plain socket for interface ioctls, closed below; `ifreq` is plain old data and
+    // the name is NUL-terminated within IFNAMSIZ.
+    unsafe {
+        let sock = libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0);
+        if sock < 0 {
+            return Err(format!("socket: {}", std::io::Error::last_os_error()));
+        }
+        let mut req: libc::ifreq = std::mem::zeroed();
+        for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+            *dst = *src as libc::c_char;
+        }
+        let result = if libc::ioctl(sock, libc::SIOCGIFFLAGS, &mut req) < 0 {
+            Err(format!("lo flags: {}", std::io::Error::last_os_error()))
+        } else {
+            req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short;
+            if libc::ioctl(sock, libc::SIOCSIFFLAGS, &req) < 0 {
+                Err(format!("lo up: {}", std::io::Error::last_os_error()))
+            } else {
+                Ok(())
+            }
+        };
+        libc::close(sock);
+        result
+    }
 }
 
 fn mount_err(what: &str, target: &Path, e: nix::Error) -> String {

@@ -36,6 +36,7 @@ impl Sandbox {
             hostname: "kbuild".into(),
             dev_files: Vec::new(),
             mounts: Vec::new(),
+            no_network: false,
         }
     }
 

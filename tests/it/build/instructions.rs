@@ -434,3 +434,44 @@ fn build_copy_from_an_external_image_keeps_its_files() {
     assert!(image.read("/etc/passwd").contains("app:x:1000"));
     assert_eq!(image.layers, 2);
 }
+
+/// `RUN --network=none`: the step's network (here, the test registry on 127.0.0.1) is out of
+/// reach, loopback is up; without it the registry answers. `--security=insecure` is refused.
+#[test]
+fn build_run_network_none_cuts_the_network_but_keeps_loopback() {
+    let world = World::new();
+    let ctx = world.context("network");
+    let probe = format!(
+        "wget -q -O /dev/null http://{}/v2/ && echo reachable || echo unreachable",
+        world.registry.addr()
+    );
+    write(
+        &ctx,
+        "Dockerfile",
+        &format!(
+            "ARG BASE\nFROM $BASE\n\
+             RUN --network=none sh -c '({probe}) > /none.txt; ls /sys/class/net > /ifaces.txt; \
+             cat /sys/class/net/lo/flags > /lo.txt'\n\
+             RUN --network=default sh -c '({probe}) > /default.txt'\n"
+        ),
+    );
+    let out = world.build(&ctx, "network:1", &[]);
+    assert_success(&out);
+    let image = world.pull("network:1");
+    assert_eq!(image.read("/none.txt"), "unreachable\n");
+    assert_eq!(image.read("/default.txt"), "reachable\n");
+    assert_eq!(image.read("/ifaces.txt"), "lo\n");
+    assert_eq!(
+        image.read("/lo.txt"),
+        "0x9\n",
+        "loopback is up (IFF_UP | IFF_LOOPBACK)"
+    );
+
+    write(
+        &ctx,
+        "Dockerfile",
+        "ARG BASE\nFROM $BASE\nRUN --security=insecure true\n",
+    );
+    let out = world.build(&ctx, "network:2", &[]);
+    super::assert_failure_says(&out, "RUN --security=insecure is not supported yet");
+}
