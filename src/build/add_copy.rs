@@ -40,6 +40,32 @@ pub(super) fn copy<'a>(
     copy_into(state, sources, &c.dest, &c.chown, &c.chmod, location)
 }
 
+/// The URL sources of an ADD.
+pub(super) fn url_sources(sources: &[Source]) -> Vec<&str> {
+    sources
+        .iter()
+        .filter_map(|s| match s {
+            Source::Path(p) if p.starts_with("http://") || p.starts_with("https://") => {
+                Some(p.as_str())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// A COPY/ADD's sources as path patterns and heredoc files (name, body).
+pub(super) fn split_sources(sources: &[Source]) -> (Vec<String>, Vec<(String, String)>) {
+    let mut patterns = Vec::new();
+    let mut inline = Vec::new();
+    for s in sources {
+        match s {
+            Source::Path(p) => patterns.push(p.clone()),
+            Source::Heredoc(h) => inline.push((h.name.clone(), h.body())),
+        }
+    }
+    (patterns, inline)
+}
+
 /// The build context as a COPY source.
 pub(super) fn context_tree<'a>(
     state: &StageState<'a>,
@@ -163,22 +189,7 @@ fn copy_into(
                 .map_err(|_| instruction_err(location, format!("invalid --chmod {m:?}: not octal")))
         })
         .transpose()?;
-    let patterns: Vec<String> = from
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) => Some(p.clone()),
-            Source::Heredoc(_) => None,
-        })
-        .collect();
-    let inline: Vec<(String, String)> = from
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Heredoc(h) => Some((h.name.clone(), h.body())),
-            Source::Path(_) => None,
-        })
-        .collect();
+    let (patterns, inline) = split_sources(from.sources);
     let workdir = current_workdir(state);
     let request = CopyRequest {
         patterns: &patterns,
@@ -217,15 +228,7 @@ pub(super) fn add<'a>(
     if !add.exclude.is_empty() {
         return Err(not_supported("ADD --exclude"));
     }
-    let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
-    let urls: Vec<&str> = add
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) if is_url(p) => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
+    let urls = url_sources(&add.sources);
     if add
         .sources
         .iter()

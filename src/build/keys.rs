@@ -305,14 +305,7 @@ fn add_parts<'a>(
         ("unpack", a.unpack.map(|u| u.to_string())),
         ("destination", Some(destination(&a.dest, workdir))),
     ]);
-    let urls: Vec<&str> = a
-        .sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) if is_url(p) => Some(p.as_str()),
-            _ => None,
-        })
-        .collect();
+    let urls = super::add_copy::url_sources(&a.sources);
     if urls.is_empty() {
         let tree = super::add_copy::context_tree(state, location).ok()?;
         let unpack = a.unpack.unwrap_or(true);
@@ -343,10 +336,6 @@ fn add_parts<'a>(
         downloads: Some((dir, names)),
     };
     Some((parts, prepared))
-}
-
-fn is_url(p: &str) -> bool {
-    p.starts_with("http://") || p.starts_with("https://")
 }
 
 /// The destination as COPY resolves it (after WORKDIR), with its trailing slash kept.
@@ -382,20 +371,7 @@ fn plan_sources(
     parts: &mut Vec<Part>,
     from: Option<&str>,
 ) -> Option<CopyPlan> {
-    let patterns: Vec<String> = sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Path(p) => Some(p.clone()),
-            Source::Heredoc(_) => None,
-        })
-        .collect();
-    let inline: Vec<(String, String)> = sources
-        .iter()
-        .filter_map(|s| match s {
-            Source::Heredoc(h) => Some((h.name.clone(), h.body())),
-            Source::Path(_) => None,
-        })
-        .collect();
+    let (patterns, inline) = super::add_copy::split_sources(sources);
     let phases = state.exec.phases;
     let plan = phases
         .time("key", || copy::plan(tree, &patterns, unpack, true))

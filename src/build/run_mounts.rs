@@ -106,11 +106,7 @@ pub(super) fn prepare(
         }
         planned.push((m, target));
     }
-    let (kept, targets): (Vec<Mount>, Vec<String>) = planned
-        .iter()
-        .map(|(m, t)| ((*m).clone(), t.clone()))
-        .unzip();
-    let locks = cache_locks(state, &kept, &targets, location)?;
+    let locks = cache_locks(state, &planned, location)?;
     for (i, (m, target)) in planned.iter().enumerate() {
         let kind = match m.kind {
             MountType::Tmpfs => RunMountKind::Tmpfs { size: m.size },
@@ -150,10 +146,6 @@ fn stub_nested_targets(mounts: &[RunMount], location: &str) -> Result<(), BuildE
             let Some(rel) = inner.target.strip_prefix(&prefix) else {
                 continue;
             };
-            let inner_is_dir = match &inner.kind {
-                RunMountKind::Bind { dir, .. } => *dir,
-                RunMountKind::Tmpfs { .. } => true,
-            };
             // The copy may hold symlinks; a mount point is never made through one.
             let mut walked = PathBuf::new();
             for part in Path::new(rel).components() {
@@ -175,7 +167,7 @@ fn stub_nested_targets(mounts: &[RunMount], location: &str) -> Result<(), BuildE
             let parent_rel = Path::new(rel).parent().unwrap_or(Path::new(""));
             root.create_dir_all(parent_rel, 0o755)
                 .map_err(fs_err(location))?;
-            if inner_is_dir {
+            if inner.is_dir() {
                 root.create_dir_all(rel, 0o755).map_err(fs_err(location))?;
             } else if root.try_lstat(rel).map_err(fs_err(location))?.is_none() {
                 root.create_file(rel, 0o644).map_err(fs_err(location))?;
@@ -235,12 +227,11 @@ fn clean_relative(target: &str) -> String {
 /// None here), `shared` shared, so `locked` excludes `shared` users too.
 fn cache_locks(
     state: &StageState,
-    mounts: &[Mount],
-    targets: &[String],
+    planned: &[(&Mount, String)],
     location: &str,
 ) -> Result<std::collections::BTreeMap<String, Option<File>>, BuildError> {
     let mut wanted: std::collections::BTreeMap<String, Sharing> = Default::default();
-    for (m, target) in mounts.iter().zip(targets) {
+    for (m, target) in planned {
         if m.kind != MountType::Cache {
             continue;
         }

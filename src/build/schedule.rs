@@ -109,9 +109,9 @@ impl Executor<'_> {
         if let Base::Stage(parent) = self.plan.stages[index].base {
             deps.insert(parent);
         }
-        for dep in &self.plan.deps {
-            if let (true, Producer::Stage(p)) = (dep.consumer == index, &dep.producer) {
-                deps.insert(*p);
+        for dep in self.plan.deps.iter().filter(|d| d.consumer == index) {
+            if let Producer::Stage(p) = dep.producer {
+                deps.insert(p);
             }
         }
         deps

@@ -120,7 +120,8 @@ pub enum RunMountKind {
 }
 
 impl RunMount {
-    fn is_dir(&self) -> bool {
+    /// Whether the mount (and so its target) is a directory; a file bind is not.
+    pub fn is_dir(&self) -> bool {
         match &self.kind {
             RunMountKind::Bind { dir, .. } => *dir,
             RunMountKind::Tmpfs { .. } => true,

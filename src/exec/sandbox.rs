@@ -315,10 +315,7 @@ fn walk_to_parent<'a>(root: &Path, target: &'a str) -> Result<(OwnedFd, &'a str)
 /// rootfs, or one inside an earlier mount, could point at the host while its `/` is still
 /// visible) and mounted on through `/proc/self/fd`, so the kernel never resolves the path again.
 fn mount_one(root: &Path, m: &super::RunMount) -> Result<(), String> {
-    let dir = match &m.kind {
-        super::RunMountKind::Bind { dir, .. } => *dir,
-        super::RunMountKind::Tmpfs { .. } => true,
-    };
+    let dir = m.is_dir();
     let (parent, last) = walk_to_parent(root, &m.target)?;
     let refuse = |e: nix::Error| {
         format!(
